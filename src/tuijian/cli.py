@@ -1,0 +1,219 @@
+"""The `tuijian` command: thin entry points over the same service, pipeline and jobs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tuijian.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from tuijian.serving.service import Service
+
+app = typer.Typer(help="Tuijian (推荐): a recommendation service for marketplaces.",
+                  no_args_is_help=True, add_completion=False)
+bench_app = typer.Typer(help="Benchmarks, run as a user would.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+console = Console(stderr=True)
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Data directory.")]
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+                  "{task.total}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _settings(data: Path) -> Settings:
+    try:
+        return Settings.from_env(data_dir=data)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _open_service(data: Path, now: float | None = None) -> Service:
+    from tuijian.serving.service import Service
+
+    try:
+        return Service(_settings(data), now=now)
+    except (ConfigError, FileNotFoundError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def generate(
+    items: Annotated[int, typer.Option(min=1)] = 100_000,
+    users: Annotated[int, typer.Option(min=1)] = 50_000,
+    seed: int = 7,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("data/generated"),
+    now: Annotated[float | None, typer.Option(help="Catalog 'now' (unix s).")] = None,
+) -> None:
+    """Generate a demo marketplace (items, users, publishers) as Parquet."""
+    from tuijian.data.generator import generate_marketplace
+
+    with _progress("generate") as update:
+        summary = generate_marketplace(
+            out, items, users, seed, time.time() if now is None else now,
+            progress=lambda stage, frac: update(int(frac * 100), 100),
+        )
+    console.print(f"generated {summary.n_items:,} items ({summary.n_duplicates:,} re-posts), "
+                  f"{summary.n_users:,} users in {summary.seconds:.1f}s → {out}")
+
+
+@app.command()
+def simulate(
+    data: DataOpt = Path("data"),
+    days: Annotated[float, typer.Option(min=0.01)] = 3.0,
+    requests_per_day: Annotated[int, typer.Option(min=1)] = 3000,
+    seed: int = 11,
+    start: Annotated[float | None, typer.Option(help="Start (unix s); default: days ago.")]
+    = None,
+) -> None:
+    """Drive simulated users through the real pipeline and log their events."""
+    from tuijian.jobs.simulate import simulate as run_sim
+
+    t0 = time.time() - days * 86400 if start is None else start
+    service = _open_service(data, now=t0)
+    try:
+        with _progress("simulate") as update:
+            s = run_sim(service, data / "generated", t0, days, requests_per_day, seed, update)
+    finally:
+        service.close()
+    console.print(f"simulated {s.requests:,} requests: {s.exposures:,} exposures, "
+                  f"{s.clicks:,} clicks (CTR {s.ctr:.2%}), {s.conversions:,} conversions")
+
+
+@app.command()
+def build(data: DataOpt = Path("data")) -> None:
+    """Rebuild counters, profiles and recall lists from the event log; save snapshots."""
+    service = _open_service(data)
+    try:
+        service.snapshot()
+    finally:
+        service.close()
+    console.print(f"built: {len(service.store):,} items, "
+                  f"{len(service.profiles.active_users()):,} active users")
+
+
+@app.command()
+def join(data: DataOpt = Path("data"), as_json: Annotated[bool, typer.Option("--json")] = False
+         ) -> None:
+    """Join the event log into samples (samples/samples.parquet) and print the funnel."""
+    from tuijian.data.eventlog import snapshot_sql
+    from tuijian.jobs.join import join as run_join
+
+    result = run_join(snapshot_sql(data / "events"), data / "samples")
+    if as_json:
+        print(json.dumps(result, default=float))
+        return
+    console.print(f"{result['samples']:,} samples → {result['path']} "
+                  f"({result['unmatched_clicks']} clicks without exposure)")
+    for dim in ("scene", "recall_id", "rank_id"):
+        for row in result["funnel"][dim]:
+            console.print(f"  {dim}={row['value']}: {row['exposures']:,} exp, "
+                          f"{row['clicks']:,} clk, CTR {row['ctr']:.2%}, "
+                          f"{row['conversions']:,} conv")
+
+
+@app.command()
+def push(
+    users: Annotated[str, typer.Option(help="A file of user ids (one per line) or 'all'.")],
+    data: DataOpt = Path("data"),
+    now: Annotated[float | None, typer.Option(help="Send time (unix s); default: now.")] = None,
+) -> None:
+    """Run the push scene in batch; notify only above the threshold, capped, outside quiet
+    hours. Notifications go to DATA/push/notifications.jsonl."""
+    from tuijian.jobs.push import run_push
+
+    service = _open_service(data)
+    try:
+        if users == "all":
+            ids = service.profiles.table.keys()
+        else:
+            path = Path(users)
+            if not path.exists():
+                console.print(f"[red]--users: {path} not found[/red]")
+                raise typer.Exit(2)
+            ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        with _progress("push") as update:
+            summary = run_push(service, ids, now=now, progress=update)
+    finally:
+        service.close()
+    print(json.dumps(summary))
+
+
+@app.command()
+def serve(
+    data: DataOpt = Path("data"),
+    host: str = "127.0.0.1",
+    port: int = 8000,
+) -> None:
+    """Serve prepared data over HTTP."""
+    import uvicorn
+
+    from tuijian.serving.api import create_app
+
+    service = _open_service(data)
+    console.print(f"serving {len(service.store):,} items on http://{host}:{port}")
+    try:
+        uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+    finally:
+        service.close()
+
+
+@app.command()
+def run(
+    data: DataOpt = Path("data"),
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    items: int = 100_000,
+    users: int = 50_000,
+    days: float = 3.0,
+    requests_per_day: int = 3000,
+) -> None:
+    """All in one: generate if missing, simulate traffic, build, serve."""
+    generated = data / "generated"
+    if not (generated / "items.parquet").exists():
+        generate(items=items, users=users, seed=7, out=generated,
+                 now=time.time() - days * 86400)
+    if not (data / "sim").exists():
+        simulate(data=data, days=days, requests_per_day=requests_per_day, seed=11, start=None)
+    serve(data=data, host=host, port=port)
+
+
+@bench_app.command("serve")
+def bench_serve(
+    items: int = 100_000,
+    users: int = 100_000,
+    requests: int = 2000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """In-process guess_you_like latency on a freshly generated marketplace."""
+    from tuijian.serving.bench import run_bench
+
+    result = run_bench(items, users, requests)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print(result)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,180 @@
+"""Settings (where data lives, secrets, mode) and the strategy file (what each stage id means).
+
+Both are validated once at load; a bad file fails with a message naming the offending key, so
+a typo in a strategy id is caught at start-up rather than on the first request that uses it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tuijian.domain import Scene
+
+PLACEHOLDER_SECRETS = {"", "dev-secret-change-me", "changeme", "secret"}
+DEFAULT_STRATEGIES = Path(__file__).parent / "strategies" / "default.yaml"
+
+
+class ConfigError(ValueError):
+    """A settings or strategy file that cannot be used, with the reason."""
+
+
+class Settings(BaseModel):
+    """Process settings, from the environment (TUIJIAN_*) and the CLI."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Path = Path("data")
+    secret: str = "dev-secret-change-me"
+    dev_mode: bool = True
+    strategies: Path = DEFAULT_STRATEGIES
+    build_interval_s: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        if not self.dev_mode and self.secret in PLACEHOLDER_SECRETS:
+            raise ValueError("secret: a placeholder secret is refused outside dev mode")
+        return self
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        env: dict[str, Any] = {}
+        for name in cls.model_fields:
+            value = os.environ.get(f"TUIJIAN_{name.upper()}")
+            if value is not None:
+                env[name] = value
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**env)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc, "settings")) from None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSpec(_Strict):
+    name: str
+    k: int = Field(100, gt=0, le=5000)
+    budget_ms: float = Field(20.0, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RecallStrategy(_Strict):
+    fusion: Literal["tiered", "quota"] = "quota"
+    size: int = Field(300, gt=0, le=5000)
+    sources: list[SourceSpec] = Field(min_length=1)
+    # Rank only within (source order, recall score) tiers: for recall whose order is the
+    # answer's contract, e.g. exact search matches before relaxed ones.
+    rank_within_tiers: bool = False
+
+
+class RankStrategy(_Strict):
+    ranker: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScatterSpec(_Strict):
+    field: Literal["publisher_id", "category", "district", "line"] = "publisher_id"
+    k: int = Field(1, gt=0)
+    window: int = Field(4, gt=0)
+
+
+class RuleStrategy(_Strict):
+    dedup: bool = True
+    scatter: ScatterSpec | None = None
+
+
+class DisplayStrategy(_Strict):
+    style: Literal["card", "big_image", "small_image", "text"] = "card"
+    fields: list[str] = Field(default_factory=lambda: ["title", "price"])
+
+
+class SceneDefaults(_Strict):
+    recall: str
+    rank: str
+    rule: str
+    display: str
+
+
+class FilterSpec(_Strict):
+    exclude_shown: bool = True
+    exclude_clicked: bool = True
+    shown_memory: int = Field(300, ge=0, le=10_000)
+
+
+class PushSpec(_Strict):
+    threshold: float = Field(0.02, ge=0)
+    max_per_user_per_day: int = Field(2, ge=0)
+    quiet_hours: tuple[int, int] = (22, 8)
+    utc_offset_h: int = Field(8, ge=-12, le=14)
+
+
+class StrategyFile(_Strict):
+    """The validated strategy file: every id a scene or an experiment may name."""
+
+    recall: dict[str, RecallStrategy]
+    rank: dict[str, RankStrategy]
+    rule: dict[str, RuleStrategy]
+    display: dict[str, DisplayStrategy]
+    scenes: dict[Scene, SceneDefaults]
+    filters: FilterSpec = Field(default_factory=FilterSpec)
+    push: PushSpec = Field(default_factory=PushSpec)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> StrategyFile:
+        missing = [s.value for s in Scene if s not in self.scenes]
+        if missing:
+            raise ValueError(f"scenes: no defaults for {', '.join(missing)}")
+        for scene, d in self.scenes.items():
+            for stage in ("recall", "rank", "rule", "display"):
+                sid = getattr(d, stage)
+                if sid not in getattr(self, stage):
+                    raise ValueError(f"scenes.{scene.value}.{stage}: unknown {stage} id {sid!r}")
+        return self
+
+    def check_plugins(self, sources: set[str], rankers: set[str]) -> None:
+        """Reject names no registered plug-in answers to (called once the registries load)."""
+        for rid, strat in self.recall.items():
+            for i, spec in enumerate(strat.sources):
+                if spec.name not in sources:
+                    raise ConfigError(
+                        f"recall.{rid}.sources[{i}].name: unknown source {spec.name!r} "
+                        f"(known: {', '.join(sorted(sources))})"
+                    )
+        for kid, rank in self.rank.items():
+            if rank.ranker not in rankers:
+                raise ConfigError(
+                    f"rank.{kid}.ranker: unknown ranker {rank.ranker!r} "
+                    f"(known: {', '.join(sorted(rankers))})"
+                )
+
+
+def load_strategies(path: Path = DEFAULT_STRATEGIES) -> StrategyFile:
+    """Parse and validate a strategy file, including the plug-in names it uses."""
+    from tuijian.rank.registry import RANKERS
+    from tuijian.recall.registry import SOURCES
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        strategies = StrategyFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, str(path))) from None
+    strategies.check_plugins(set(SOURCES), set(RANKERS))
+    return strategies
+
+
+def _explain(exc: ValidationError, where: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    return f"{where}: " + "; ".join(parts)

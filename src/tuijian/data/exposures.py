@@ -1,0 +1,47 @@
+"""The server-side exposure writer: a list served is logged without waiting on the disk.
+
+Requests hand their exposure rows to a buffer; a background thread appends (and fsyncs) them
+to the event log in batches. This keeps fsync off the request path; `flush()` drains the
+buffer on demand (shutdown, joins, tests).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from tuijian.data.eventlog import EventLog
+from tuijian.domain import Event
+
+
+class ExposureWriter:
+    def __init__(self, log: EventLog, interval_s: float = 0.2) -> None:
+        self.log = log
+        self.interval_s = interval_s
+        self._buf: list[Event] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="exposure-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, events: Sequence[Event]) -> None:
+        with self._lock:
+            self._buf.extend(events)
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._buf = self._buf, []
+        if batch:
+            self.log.append(batch)
+
+    def close(self) -> None:
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout=5)
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.interval_s)
+            self.flush()

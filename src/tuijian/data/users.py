@@ -1,0 +1,156 @@
+"""The user feature center: demographic attributes, recent behavior and interest tags.
+
+Static attributes live in a columnar table (users.parquet plus upserts); behavior state is
+built from events as they arrive (and rebuilt from the event log by the build job), kept only
+for users who have acted. An unknown user id is not an error: it gets an empty profile, which
+is what sends it down the cold-start path.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from tuijian.data.columnar import ColumnStore, NumericSpec
+from tuijian.domain import IntArray
+
+# Which item columns become interest tags, and how fast old interest fades per new click.
+INTEREST_FIELDS: tuple[str, ...] = ("line", "category", "district", "brand")
+INTEREST_DECAY = 0.95
+RECENT_CLICKS = 50
+
+
+class UserTable(ColumnStore):
+    """Static user attributes. Latent simulator preferences in users.parquet are not loaded."""
+
+    key = "user_id"
+    required = ("user_id",)
+    objects = ("device_id",)
+    numeric: NumericSpec = {
+        "city": (np.int16, -1),
+        "district": (np.int16, -1),
+        "lat": (np.float32, np.nan),
+        "lon": (np.float32, np.nan),
+        "age_band": (np.int8, -1),
+        "gender": (np.int8, -1),
+        "platform": (np.int8, -1),
+    }
+
+
+@dataclass(slots=True)
+class UserProfile:
+    """What the pipeline knows about one user at request time."""
+
+    user_id: str
+    known: bool = False
+    city: int = -1
+    district: int = -1
+    lat: float | None = None
+    lon: float | None = None
+    recent_clicks: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_CLICKS))
+    shown: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    interests: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def top_interest(self, name: str) -> int:
+        tags = self.interests.get(name)
+        return max(tags, key=tags.__getitem__) if tags else -1
+
+    def shown_array(self) -> IntArray:
+        return np.fromiter(self.shown, np.int64, len(self.shown))
+
+    def clicked_array(self) -> IntArray:
+        return np.fromiter(self.recent_clicks, np.int64, len(self.recent_clicks))
+
+
+class UserProfileStore(Protocol):
+    """Profiles by user id, updated by the real-time processors."""
+
+    def get(self, user_id: str) -> UserProfile: ...
+    def record_exposures(self, user_id: str, idx: IntArray) -> None: ...
+    def record_click(self, user_id: str, idx: int, tags: dict[str, int]) -> None: ...
+    def upsert(self, table: pa.Table) -> IntArray: ...
+
+
+class MemoryProfileStore:
+    """The embedded profile store: static columns plus per-user state in memory."""
+
+    def __init__(self, table: UserTable, shown_memory: int = 300) -> None:
+        self.table = table
+        self.shown_memory = shown_memory
+        self._state: dict[str, UserProfile] = {}
+        self._lock = threading.Lock()
+
+    def get(self, user_id: str) -> UserProfile:
+        prof = self._state.get(user_id)
+        if prof is None:
+            prof = self._fresh(user_id)
+            with self._lock:
+                prof = self._state.setdefault(user_id, prof)
+        return prof
+
+    def peek(self, user_id: str) -> UserProfile:
+        """The profile without creating state for a user who has none (for read-only APIs)."""
+        return self._state.get(user_id) or self._fresh(user_id)
+
+    def record_exposures(self, user_id: str, idx: IntArray) -> None:
+        if self.shown_memory == 0:
+            return
+        shown = self.get(user_id).shown
+        for i in idx.tolist():
+            shown[i] = None
+            shown.move_to_end(i)
+        while len(shown) > self.shown_memory:
+            shown.popitem(last=False)
+
+    def record_click(self, user_id: str, idx: int, tags: dict[str, int]) -> None:
+        prof = self.get(user_id)
+        prof.recent_clicks.append(idx)
+        for name, value in tags.items():
+            if value < 0:
+                continue
+            bucket = prof.interests.setdefault(name, {})
+            for k in bucket:
+                bucket[k] *= INTEREST_DECAY
+            bucket[value] = bucket.get(value, 0.0) + 1.0
+
+    def upsert(self, table: pa.Table) -> IntArray:
+        idx = self.table.upsert(table)
+        with self._lock:
+            for uid in table.column("user_id").to_pylist():
+                old = self._state.pop(uid, None)
+                if old is not None:
+                    new = self._fresh(uid)
+                    new.recent_clicks, new.shown, new.interests = (
+                        old.recent_clicks, old.shown, old.interests
+                    )
+                    self._state[uid] = new
+        return idx
+
+    def active_users(self) -> list[str]:
+        return list(self._state)
+
+    def clear_behavior(self) -> None:
+        with self._lock:
+            self._state.clear()
+
+    def _fresh(self, user_id: str) -> UserProfile:
+        pos = self.table.position(user_id)
+        if pos < 0:
+            return UserProfile(user_id=user_id)
+        row: dict[str, Any] = self.table.gather(
+            np.array([pos]), ("city", "district", "lat", "lon")
+        )
+        lat, lon = float(row["lat"][0]), float(row["lon"][0])
+        return UserProfile(
+            user_id=user_id,
+            known=True,
+            city=int(row["city"][0]),
+            district=int(row["district"][0]),
+            lat=None if np.isnan(lat) else lat,
+            lon=None if np.isnan(lon) else lon,
+        )

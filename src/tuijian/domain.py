@@ -1,0 +1,115 @@
+"""The shared vocabulary as typed records.
+
+Records that cross a boundary (an event, a request, a stage's output) are slotted dataclasses;
+anything per-item inside a stage is a numpy array over dense item indexes, never a list of
+records. See DESIGN.md for what each term means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+class EventType(StrEnum):
+    EXPOSURE = "exposure"
+    CLICK = "click"
+    CONVERT = "convert"
+    DWELL = "dwell"
+
+
+class Scene(StrEnum):
+    GUESS_YOU_LIKE = "guess_you_like"
+    DETAIL_RELATED = "detail_related"
+    SEARCH_FALLBACK = "search_fallback"
+    PUSH = "push"
+    FEED = "feed"
+
+
+class EventStatus(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+
+
+@dataclass(slots=True)
+class Event:
+    """One behavior event as stored in the event log.
+
+    The tracking columns (exposure_id … source) are copied from the verified tracking param at
+    ingest, so joins and effect data never need to decode params again.
+    """
+
+    event_id: str
+    type: str
+    user_id: str
+    item_id: int
+    ts: float
+    tracking: str | None = None
+    subtype: str | None = None
+    dwell_s: float | None = None
+    exposure_id: str | None = None
+    scene: str | None = None
+    recall_id: str | None = None
+    rank_id: str | None = None
+    rule_id: str | None = None
+    display_id: str | None = None
+    position: int | None = None
+    source: str | None = None
+    platform: str | None = None
+
+
+@dataclass(slots=True)
+class StageIds:
+    """Which configured strategy serves each of the four stages of one request."""
+
+    recall: str
+    rank: str
+    rule: str
+    display: str
+
+
+@dataclass(slots=True)
+class RecommendRequest:
+    """A validated request, as the pipeline sees it (the HTTP schema lives in serving/)."""
+
+    scene: Scene
+    user_id: str
+    n: int
+    now: float
+    city: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    item_id: int | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
+    page_token: str | None = None
+    platform: str = "android"
+    tracking: str | None = None
+
+
+@dataclass(slots=True)
+class Candidates:
+    """A stage's working set: dense item indexes with a score and the recall source of each."""
+
+    idx: IntArray
+    score: FloatArray
+    source: npt.NDArray[np.int16]
+
+    def __len__(self) -> int:
+        return int(self.idx.shape[0])
+
+    def take(self, order: npt.NDArray[np.intp] | IntArray) -> Candidates:
+        return Candidates(self.idx[order], self.score[order], self.source[order])
+
+    @staticmethod
+    def empty() -> Candidates:
+        return Candidates(
+            np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int16)
+        )

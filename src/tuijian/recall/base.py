@@ -1,0 +1,45 @@
+"""The recall boundary: what a source receives and what it must return.
+
+A source answers (item indexes, scores), best first. Sources are built once per process from
+the shared `Catalog` and their strategy-file params; a new source is one module plus one line
+in `recall/registry.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tuijian.data.items import ColumnarItemStore
+from tuijian.data.users import UserProfile
+from tuijian.domain import FloatArray, IntArray, RecommendRequest
+from tuijian.recall.index import RecallIndex
+
+
+class Catalog:
+    """The item store plus the current recall index (swapped whole on rebuild)."""
+
+    def __init__(self, store: ColumnarItemStore, index: RecallIndex) -> None:
+        self.store = store
+        self.index = index
+
+
+@dataclass(slots=True)
+class RecallContext:
+    request: RecommendRequest
+    profile: UserProfile
+    city: int  # -1 when neither the request nor the profile names one
+    lat: float | None
+    lon: float | None
+    anchor: int = -1  # the detail page's item (dense index), or a push's item
+    notes: dict[str, Any] = field(default_factory=dict)  # e.g. search relaxations
+
+
+class RecallSource(Protocol):
+    name: str
+
+    async def recall(self, ctx: RecallContext, k: int) -> tuple[IntArray, FloatArray]: ...
+
+
+class SourceFactory(Protocol):
+    def __call__(self, catalog: Catalog, params: dict[str, Any]) -> RecallSource: ...

@@ -1,0 +1,126 @@
+"""The HTTP API: routes parse, call the service, and format. No strategy code lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from tuijian import __version__
+from tuijian.serving import pages
+from tuijian.serving.errors import RequestError
+from tuijian.serving.schemas import (
+    EventResult,
+    EventsIn,
+    EventsOut,
+    ItemsIn,
+    RecommendIn,
+    RecommendOut,
+    UpsertOut,
+    UsersIn,
+)
+from tuijian.serving.service import Service
+
+log = logging.getLogger(__name__)
+
+
+def create_app(service: Service, rebuild: bool = True) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_rebuild_loop(service)) if rebuild else None
+        yield
+        if task is not None:
+            task.cancel()
+        service.exposures.flush()
+
+    app = FastAPI(
+        title="Tuijian", version=__version__, lifespan=lifespan,
+        description="Recommendations for marketplaces: recall → rank → rules → display.",
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path")]
+            detail.append({"field": ".".join(loc) or "body", "message": err["msg"]})
+        return JSONResponse({"error": "invalid request", "detail": detail}, status_code=422)
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+        return JSONResponse(
+            {"error": exc.message, "detail": [{"field": exc.field, "message": exc.message}]},
+            status_code=exc.status,
+        )
+
+    @app.post("/v1/recommend", response_model=RecommendOut, tags=["recommend"])
+    async def recommend(body: RecommendIn) -> RecommendOut:
+        rec = await service.pipeline.recommend(body.to_request(time.time()))
+        ids = rec.stage_ids
+        return RecommendOut(
+            exposure_id=rec.exposure_id, tracking=rec.tracking, scene=rec.scene,
+            stage_ids={"recall": ids.recall, "rank": ids.rank, "rule": ids.rule,
+                       "display": ids.display},
+            items=rec.items, degraded=rec.degraded, next_page_token=rec.next_page_token,
+            relaxed=rec.notes.get("relaxed"),
+        )
+
+    @app.post("/v1/events", response_model=EventsOut, tags=["events"])
+    async def events(body: EventsIn) -> EventsOut:
+        now = time.time()
+        results = await service.ingest([e.to_event(now) for e in body.events])
+        return EventsOut(results=[
+            EventResult(event_id=r.event_id, status=r.status.value, reason=r.reason)
+            for r in results
+        ])
+
+    @app.put("/v1/items", response_model=UpsertOut, tags=["catalog"])
+    def put_items(body: ItemsIn) -> UpsertOut:
+        now = time.time()
+        return UpsertOut(upserted=service.upsert_items([i.row(now) for i in body.items]))
+
+    @app.put("/v1/users", response_model=UpsertOut, tags=["catalog"])
+    def put_users(body: UsersIn) -> UpsertOut:
+        return UpsertOut(upserted=service.upsert_users([u.row() for u in body.users]))
+
+    @app.get("/v1/items/{item_id}", tags=["catalog"])
+    def get_item(item_id: int) -> dict[str, Any]:
+        pos = service.store.position(item_id)
+        if pos < 0:
+            raise RequestError("item_id", f"unknown item {item_id}", 404)
+        return pages.item_public(service.store.record(pos))
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "items": len(service.store), "events": len(service.log)}
+
+    @app.get("/metrics", tags=["ops"])
+    def metrics() -> Response:
+        return Response(service.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home() -> str:
+        return pages.home(service)
+
+    @app.get("/demo", response_class=HTMLResponse, include_in_schema=False)
+    async def demo(user_id: str = "u1", scene: str = "guess_you_like") -> str:
+        return await pages.demo(service, user_id, scene)
+
+    return app
+
+
+async def _rebuild_loop(service: Service) -> None:
+    """Refresh hot and region lists from live counters on a schedule."""
+    while True:
+        await asyncio.sleep(service.settings.build_interval_s)
+        try:
+            await asyncio.to_thread(service.rebuild_index)
+        except Exception:
+            log.exception("index rebuild failed; keeping the previous index")

@@ -1,0 +1,311 @@
+"""The one orchestration every scene goes through.
+
+scene → user profile → stage ids → recall (async fan-out, budgets) → rank → rules → display →
+tracking params → exposure logged. Every stage degrades instead of failing: a late or broken
+source is skipped, a failing ranker falls back to the recall order, a failing rule is skipped,
+and a request nothing else can serve gets the cached hot list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tuijian.config import StrategyFile
+from tuijian.data.exposures import ExposureWriter
+from tuijian.data.users import MemoryProfileStore, UserProfile
+from tuijian.data.vocab import CITY_NAMES
+from tuijian.display.render import render_items
+from tuijian.display.tracking import TrackingCodec, TrackingError, TrackingParam
+from tuijian.domain import Candidates, Event, EventType, RecommendRequest, Scene, StageIds
+from tuijian.experiments.assignment import Assigner, DefaultAssigner
+from tuijian.rank.base import RankContext, Ranker
+from tuijian.rank.registry import RANKERS
+from tuijian.rank.signals import prior_ctr
+from tuijian.recall.base import Catalog, RecallContext, RecallSource
+from tuijian.recall.fusion import exclude, fuse
+from tuijian.recall.registry import SOURCE_CODE, SOURCE_NAMES, SOURCES
+from tuijian.rules.base import Rule
+from tuijian.rules.dedup import ExactDedup
+from tuijian.rules.scatter import Scatter
+from tuijian.serving.errors import RequestError
+from tuijian.serving.metrics import Metrics
+from tuijian.serving.sessions import FeedSessions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Recommendation:
+    exposure_id: str
+    tracking: str
+    stage_ids: StageIds
+    items: list[dict[str, Any]]
+    cands: Candidates
+    user_id: str
+    scene: Scene
+    platform: str
+    ts: float
+    degraded: list[str] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+    next_page_token: str | None = None
+    item_params: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+class Pipeline:
+    def __init__(
+        self,
+        catalog: Catalog,
+        profiles: MemoryProfileStore,
+        strategies: StrategyFile,
+        codec: TrackingCodec,
+        exposures: ExposureWriter | None,
+        metrics: Metrics,
+        assigner: Assigner | None = None,
+    ) -> None:
+        self.catalog, self.profiles, self.strategies = catalog, profiles, strategies
+        self.codec, self.exposures, self.metrics = codec, exposures, metrics
+        self.assigner = assigner or DefaultAssigner(strategies)
+        self.sessions = FeedSessions()
+        self.sources: dict[tuple[str, int], RecallSource] = {
+            (rid, i): SOURCES[spec.name](catalog, spec.params)
+            for rid, strat in strategies.recall.items()
+            for i, spec in enumerate(strat.sources)
+        }
+        self.rankers: dict[str, Ranker] = {
+            kid: RANKERS[r.ranker](r.params) for kid, r in strategies.rank.items()
+        }
+        self.rules: dict[str, list[Rule]] = {}
+        for uid, r in strategies.rule.items():
+            chain: list[Rule] = [ExactDedup()] if r.dedup else []
+            if r.scatter is not None:
+                chain.append(Scatter(r.scatter.field, r.scatter.k, r.scatter.window))
+            self.rules[uid] = chain
+
+    async def recommend(self, req: RecommendRequest, log_exposures: bool = True
+                        ) -> Recommendation:
+        t0 = time.perf_counter()
+        ids = self.assigner.assign(req)
+        profile = self.profiles.get(req.user_id)
+        degraded: list[str] = []
+        timings: dict[str, float] = {}
+        ctx = self._context(req, profile)
+        pinned = self._pinned(req, ctx)
+        page_token = None
+        seen = np.empty(0, np.int64)
+        if req.scene == Scene.FEED:
+            page_token, seen = self.sessions.open(req.page_token, req.user_id)
+        try:
+            cands = await self._recall(ctx, ids, degraded, seen, pinned, timings)
+            cands = self._rank(cands, ctx, profile, ids, degraded, timings)
+            cands = self._rules(cands, ids, req.n, degraded, timings)
+        except Exception:  # last resort: never fail a valid request
+            log.exception("pipeline failed; serving the cached hot list")
+            degraded.append("pipeline")
+            self.metrics.degradations.labels("pipeline", "error").inc()
+            hot = self.catalog.index.city_list(ctx.city)
+            cands = Candidates(hot[: req.n], self.catalog.index.hot[hot[: req.n]],
+                               np.full(min(req.n, hot.size), SOURCE_CODE["fallback"], np.int16))
+        if pinned >= 0:
+            rest = cands.take(np.flatnonzero(cands.idx != pinned))
+            first = Candidates(np.array([pinned]), np.array([float(rest.score.max(initial=1.0))]),
+                               np.array([SOURCE_CODE["pinned"]], np.int16))
+            cands = Candidates(np.concatenate([first.idx, rest.idx]),
+                               np.concatenate([first.score, rest.score]),
+                               np.concatenate([first.source, rest.source]))
+        cands = cands.take(np.arange(min(req.n, len(cands))))
+        rec = self._display(req, ids, cands, degraded, ctx.notes, timings)
+        if page_token is not None:
+            self.sessions.add(page_token, cands.idx)
+            rec.next_page_token = page_token
+        if log_exposures:
+            self.log_exposures(rec, range(len(cands)))
+        self.metrics.requests.labels(req.scene.value).inc()
+        self._observe("total", t0, timings)
+        return rec
+
+    def _observe(self, stage: str, t0: float, timings: dict[str, float]) -> None:
+        elapsed = timings[stage] = time.perf_counter() - t0
+        self.metrics.stage_seconds.labels(stage).observe(elapsed)
+
+    def log_exposures(self, rec: Recommendation, positions: range | list[int]) -> None:
+        """Record that these positions were shown: event log, counters, user's shown set."""
+        pos = list(positions)
+        if not pos:
+            return
+        idx = rec.cands.idx[pos]
+        self.catalog.store.add_counts(idx, "exposures")
+        self.profiles.record_exposures(rec.user_id, idx)
+        if self.exposures is None:
+            return
+        ids = rec.stage_ids
+        events = [
+            Event(
+                event_id=f"{rec.exposure_id}.{p}", type=EventType.EXPOSURE.value,
+                user_id=rec.user_id, item_id=rec.items[p]["item_id"], ts=rec.ts,
+                tracking=rec.item_params[p], exposure_id=rec.exposure_id, scene=rec.scene.value,
+                recall_id=ids.recall, rank_id=ids.rank, rule_id=ids.rule, display_id=ids.display,
+                position=p, source=rec.items[p]["source"], platform=rec.platform,
+            )
+            for p in pos
+        ]
+        self.exposures.write(events)
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def _context(self, req: RecommendRequest, profile: UserProfile) -> RecallContext:
+        store = self.catalog.store
+        city = profile.city
+        if req.city is not None:
+            city = CITY_NAMES.index(req.city)
+        lat = req.lat if req.lat is not None else profile.lat
+        lon = req.lon if req.lon is not None else profile.lon
+        anchor = -1
+        if req.item_id is not None:
+            anchor = store.position(req.item_id)
+            if anchor < 0:
+                raise RequestError("context.item_id", f"unknown item {req.item_id}", 404)
+            if req.city is None:
+                city = int(store.column("city")[anchor])
+        return RecallContext(req, profile, city, lat, lon, anchor)
+
+    def _pinned(self, req: RecommendRequest, ctx: RecallContext) -> int:
+        """A push landing list leads with the notification's item."""
+        if req.scene != Scene.PUSH or req.tracking is None:
+            return -1
+        try:
+            p: TrackingParam = self.codec.decode(req.tracking)
+        except TrackingError as exc:
+            raise RequestError("context.tracking", str(exc), 422) from None
+        if p.item_id is None or self.catalog.store.position(p.item_id) < 0:
+            raise RequestError("context.tracking", "names no known item", 422)
+        ctx.anchor = self.catalog.store.position(p.item_id)
+        return ctx.anchor
+
+    async def _recall(self, ctx: RecallContext, ids: StageIds, degraded: list[str],
+                      seen: Any, pinned: int, timings: dict[str, float]) -> Candidates:
+        t0 = time.perf_counter()
+        strat = self.strategies.recall[ids.recall]
+        tasks = [
+            self._run_source(ids.recall, i, spec.name, spec.k, spec.budget_ms / 1000.0, ctx)
+            for i, spec in enumerate(strat.sources)
+        ]
+        outcomes = await asyncio.gather(*tasks)
+        results = []
+        ks = []
+        for spec, out in zip(strat.sources, outcomes, strict=True):
+            if out is None:
+                degraded.append(f"recall.{spec.name}")
+                continue
+            results.append((SOURCE_CODE[spec.name], out[0], out[1]))
+            ks.append(spec.k)
+        cands = fuse(results, ks, strat.size, strat.fusion)
+        f = self.strategies.filters
+        banned = [seen, np.array([ctx.anchor, pinned], np.int64)]
+        if f.exclude_shown:
+            banned.append(ctx.profile.shown_array())
+        if f.exclude_clicked:
+            banned.append(ctx.profile.clicked_array())
+        filtered = exclude(cands, *banned)
+        if len(filtered) == 0:
+            degraded.append("recall.empty")
+            self.metrics.degradations.labels("recall", "empty").inc()
+            hot = exclude(Candidates(self.catalog.index.city_list(ctx.city)[: strat.size],
+                                     np.zeros(0), np.zeros(0, np.int16)), *banned[:2]).idx
+            filtered = Candidates(hot, self.catalog.index.hot[hot],
+                                  np.full(hot.size, SOURCE_CODE["fallback"], np.int16))
+        self._observe("recall", t0, timings)
+        return filtered
+
+    async def _run_source(self, rid: str, i: int, name: str, k: int, budget: float,
+                          ctx: RecallContext) -> tuple[Any, Any] | None:
+        t0 = time.perf_counter()
+        try:
+            out = await asyncio.wait_for(self.sources[(rid, i)].recall(ctx, k), budget)
+        except TimeoutError:
+            self.metrics.degradations.labels(f"recall.{name}", "timeout").inc()
+            return None
+        except Exception:
+            log.exception("recall source %s failed", name)
+            self.metrics.degradations.labels(f"recall.{name}", "error").inc()
+            return None
+        elapsed = time.perf_counter() - t0
+        self.metrics.source_seconds.labels(name).observe(elapsed)
+        if elapsed > budget:  # a CPU-bound source cannot be pre-empted; late answers are skipped
+            self.metrics.degradations.labels(f"recall.{name}", "timeout").inc()
+            return None
+        self.metrics.source_hits.labels(name).inc(len(out[0]))
+        return out
+
+    def _rank(self, cands: Candidates, ctx: RecallContext, profile: UserProfile,
+              ids: StageIds, degraded: list[str], timings: dict[str, float]) -> Candidates:
+        t0 = time.perf_counter()
+        store = self.catalog.store
+        try:
+            rctx = RankContext(ctx.request, profile, store,
+                               prior_ctr(store.column("clicks"), store.column("exposures")))
+            scores = self.rankers[ids.rank].score(cands, rctx)
+            if self.strategies.recall[ids.recall].rank_within_tiers:
+                priority = {SOURCE_CODE[s.name]: i for i, s in
+                            enumerate(self.strategies.recall[ids.recall].sources)}
+                tier = np.array([priority.get(int(c), len(priority)) for c in cands.source])
+                order = np.lexsort((-scores, -cands.score, tier))
+            else:
+                order = np.argsort(-scores, kind="stable")
+            cands = Candidates(cands.idx, scores, cands.source).take(order)
+        except Exception:
+            log.exception("ranker %s failed; keeping the recall order", ids.rank)
+            degraded.append("rank")
+            self.metrics.degradations.labels("rank", "error").inc()
+        self._observe("rank", t0, timings)
+        return cands
+
+    def _rules(self, cands: Candidates, ids: StageIds, n: int, degraded: list[str],
+               timings: dict[str, float]) -> Candidates:
+        t0 = time.perf_counter()
+        for rule in self.rules[ids.rule]:
+            try:
+                cands, report = rule.apply(cands, self.catalog.store, n)
+            except Exception:
+                log.exception("rule %s failed; skipped", rule.name)
+                degraded.append(f"rules.{rule.name}")
+                self.metrics.degradations.labels("rules", "error").inc()
+                continue
+            if report.removed:
+                self.metrics.rule_changes.labels(report.rule, "removed").inc(report.removed)
+            if report.moved:
+                self.metrics.rule_changes.labels(report.rule, "moved").inc(report.moved)
+        self._observe("rules", t0, timings)
+        return cands
+
+    def _display(self, req: RecommendRequest, ids: StageIds, cands: Candidates,
+                 degraded: list[str], notes: dict[str, Any], timings: dict[str, float]
+                 ) -> Recommendation:
+        t0 = time.perf_counter()
+        store = self.catalog.store
+        items = render_items(cands, store, self.strategies.display[ids.display])
+        exposure_id = uuid.uuid4().hex[:20]
+        ts = int(req.now)
+        base = TrackingParam(exposure_id, req.scene.value, ids.recall, ids.rank, ids.rule,
+                             ids.display, req.user_id, req.platform, ts)
+        item_ids = tuple(it["item_id"] for it in items)
+        list_param = dataclasses.replace(base, item_ids=item_ids)
+        params = []
+        for p, it in enumerate(items):
+            it["source"] = SOURCE_NAMES[int(cands.source[p])]
+            params.append(self.codec.encode(base.for_item(it["item_id"], p, it["source"])))
+            it["tracking"] = params[-1]
+        self._observe("display", t0, timings)
+        return Recommendation(
+            exposure_id, self.codec.encode(list_param), ids, items, cands, req.user_id,
+            req.scene, req.platform, req.now, degraded, notes, item_params=params,
+            timings=timings,
+        )

@@ -1,0 +1,122 @@
+"""One running Tuijian: the stores, the event log, the pipeline and the ingestor, wired once.
+
+Every entry point (HTTP server, simulator, push job, benchmarks) opens a Service over a data
+directory, so they all exercise the same pipeline. Layout of a data directory:
+
+    generated/              the demo marketplace as generated (with simulator ground truth)
+    catalog/                snapshots saved by the service + journals of upserts since
+    events/                 the event log (+ quarantine.jsonl)
+    samples/, push/, sim/   job outputs
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from tuijian.config import PLACEHOLDER_SECRETS, Settings, StrategyFile, load_strategies
+from tuijian.data.eventlog import EventLog
+from tuijian.data.exposures import ExposureWriter
+from tuijian.data.ingest import EventIngestor, IngestResult
+from tuijian.data.items import ColumnarItemStore
+from tuijian.data.users import MemoryProfileStore, UserTable
+from tuijian.display.tracking import TrackingCodec
+from tuijian.domain import Event
+from tuijian.jobs.build import restore_counters, restore_profiles
+from tuijian.recall.base import Catalog
+from tuijian.recall.index import RecallIndex
+from tuijian.serving.metrics import Metrics
+from tuijian.serving.pipeline import Pipeline
+
+PROFILE_HISTORY_S = 30 * 86400
+
+
+def snapshot_and_journal(data: Path, name: str) -> tuple[Path, Path]:
+    """The newest snapshot of a table (saved, else as generated) and its upsert journal."""
+    saved = data / "catalog" / f"{name}.parquet"
+    base = saved if saved.exists() else data / "generated" / f"{name}.parquet"
+    if not base.exists():
+        raise FileNotFoundError(
+            f"{base} not found: run `tuijian generate --out {data / 'generated'}` first"
+        )
+    return base, data / "catalog" / f"{name}.journal.jsonl"
+
+
+def resolve_secret(settings: Settings) -> str:
+    """In dev mode a placeholder secret is replaced by a random one kept in the data dir, so
+    tracking params stay verifiable across restarts without anyone configuring a secret."""
+    if settings.secret not in PLACEHOLDER_SECRETS:
+        return settings.secret
+    path = settings.data_dir / ".secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class Service:
+    def __init__(self, settings: Settings, now: float | None = None,
+                 strategies: StrategyFile | None = None) -> None:
+        now = time.time() if now is None else now
+        self.settings = settings
+        data = settings.data_dir
+        (data / "catalog").mkdir(parents=True, exist_ok=True)
+        self.strategies = strategies or load_strategies(settings.strategies)
+        self.store = ColumnarItemStore.open(*snapshot_and_journal(data, "items"))
+        users = UserTable.open(*snapshot_and_journal(data, "users"))
+        self.profiles = MemoryProfileStore(users, self.strategies.filters.shown_memory)
+        self.log = EventLog(data / "events")
+        self.codec = TrackingCodec(resolve_secret(settings))
+        self.metrics = Metrics()
+        self.exposures = ExposureWriter(self.log)
+        events_sql = self.log.relation_sql()
+        restore_counters(self.store, events_sql)
+        restore_profiles(self.store, self.profiles, events_sql, now - PROFILE_HISTORY_S)
+        self.catalog = Catalog(self.store, RecallIndex.build(self.store, now))
+        self.pipeline = Pipeline(self.catalog, self.profiles, self.strategies, self.codec,
+                                 self.exposures, self.metrics)
+        self.ingestor = EventIngestor(self.log, self.store, self.profiles, self.codec)
+
+    async def ingest(self, events: Sequence[Event]) -> list[IngestResult]:
+        results = await self.ingestor.ingest_async(events)
+        self._count(events, results)
+        return results
+
+    def ingest_sync(self, events: Sequence[Event]) -> list[IngestResult]:
+        results = self.ingestor.ingest(events)
+        self._count(events, results)
+        return results
+
+    def upsert_items(self, rows: list[dict[str, Any]]) -> int:
+        idx = self.store.upsert(pa.Table.from_pylist(rows))
+        self.catalog.index.add(self.store, idx)
+        return len(idx)
+
+    def upsert_users(self, rows: list[dict[str, Any]]) -> int:
+        return len(self.profiles.upsert(pa.Table.from_pylist(rows)))
+
+    def _count(self, events: Sequence[Event], results: Sequence[IngestResult]) -> None:
+        for ev, r in zip(events, results, strict=True):
+            self.metrics.events.labels(r.status.value, ev.type).inc()
+            if r.reason:
+                self.metrics.quarantine_reasons.labels(r.reason).inc()
+
+    def rebuild_index(self, now: float | None = None) -> None:
+        """Re-rank the hot and region lists from the live counters; swapped in atomically."""
+        self.catalog.index = RecallIndex.build(self.store, time.time() if now is None else now)
+
+    def snapshot(self) -> None:
+        """Fold upsert journals into the Parquet snapshots (at shutdown or on a schedule)."""
+        cat = self.settings.data_dir / "catalog"
+        self.store.save(cat / "items.parquet")
+        self.profiles.table.save(cat / "users.parquet")
+
+    def close(self) -> None:
+        self.exposures.close()
+        self.log.close()

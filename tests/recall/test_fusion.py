@@ -1,0 +1,26 @@
+import numpy as np
+
+from tuijian.domain import Candidates
+from tuijian.recall.fusion import exclude, fuse
+
+
+def _r(code: int, ids: list[int]) -> tuple[int, np.ndarray, np.ndarray]:
+    return code, np.array(ids, np.int64), np.linspace(1, 0, len(ids))
+
+
+def test_tiered_fills_in_priority_order_and_dedups() -> None:
+    c = fuse([_r(0, [1, 2, 3]), _r(1, [3, 4, 5])], [3, 3], 4, "tiered")
+    assert c.idx.tolist() == [1, 2, 3, 4]
+    assert c.source.tolist() == [0, 0, 0, 1]  # 3 is credited to the first source
+
+
+def test_quota_gives_each_source_its_share_first() -> None:
+    c = fuse([_r(0, list(range(10))), _r(1, list(range(100, 110)))], [1, 1], 6, "quota")
+    assert sorted(c.idx.tolist()) == [0, 1, 2, 100, 101, 102]
+    c = fuse([_r(0, [1, 2]), _r(1, list(range(100, 110)))], [1, 1], 6, "quota")
+    assert len(c) == 6 and {1, 2} <= set(c.idx.tolist())  # short source: others fill in
+
+
+def test_exclude_drops_banned_items() -> None:
+    c = Candidates(np.array([1, 2, 3]), np.zeros(3), np.zeros(3, np.int16))
+    assert exclude(c, np.array([2]), np.array([], np.int64)).idx.tolist() == [1, 3]

@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tuijian.config import DEFAULT_STRATEGIES, ConfigError, Settings, load_strategies
+from tuijian.domain import Scene
+
+
+def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
+    raw = yaml.safe_load(DEFAULT_STRATEGIES.read_text())
+    mutate(raw)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_default_strategy_file_loads_with_every_scene() -> None:
+    s = load_strategies()
+    assert set(s.scenes) == set(Scene)
+    assert s.scenes[Scene.GUESS_YOU_LIKE].recall in s.recall
+
+
+def test_unknown_source_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda r: r["recall"]["r_default"]["sources"][1].update(name="nope"))
+    with pytest.raises(ConfigError, match=r"recall\.r_default\.sources\[1\]\.name.*'nope'"):
+        load_strategies(path)
+
+
+def test_scene_naming_unknown_id_is_rejected(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda r: r["scenes"]["feed"].update(rank="rk_missing"))
+    with pytest.raises(ConfigError, match=r"scenes\.feed\.rank.*rk_missing"):
+        load_strategies(path)
+
+
+def test_unknown_key_and_bad_value_are_rejected(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda r: r["rule"]["ru_default"].update(sctter=1))
+    with pytest.raises(ConfigError, match="sctter"):
+        load_strategies(path)
+    path = _write(tmp_path, lambda r: r["recall"]["r_default"].update(size=0))
+    with pytest.raises(ConfigError, match=r"recall\.r_default\.size"):
+        load_strategies(path)
+
+
+def test_unknown_ranker_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda r: r["rank"]["rk_rule"].update(ranker="magic"))
+    with pytest.raises(ConfigError, match=r"rank\.rk_rule\.ranker.*magic"):
+        load_strategies(path)
+
+
+def test_placeholder_secret_refused_outside_dev_mode() -> None:
+    with pytest.raises(ConfigError, match="secret"):
+        Settings.from_env(dev_mode=False)
+    assert Settings.from_env(dev_mode=False, secret="a-real-secret-value").dev_mode is False
