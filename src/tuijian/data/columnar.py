@@ -145,6 +145,9 @@ class ColumnStore:
         for name, (dtype, missing) in self.numeric.items():
             if name in names:
                 col = table.column(name)
+                if col.null_count == len(col):
+                    self._cols[name][idx] = missing
+                    continue
                 if col.null_count:
                     col = pc.fill_null(col, pa.scalar(missing).cast(col.type, safe=False))
                 self._cols[name][idx] = col.to_numpy(zero_copy_only=False).astype(dtype)

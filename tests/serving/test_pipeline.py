@@ -1,0 +1,166 @@
+"""The pipeline over a real generated marketplace: scenes, filters and degradation."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tuijian.config import load_strategies
+from tuijian.domain import FloatArray, IntArray, RecommendRequest, Scene
+from tuijian.recall.base import Catalog, RecallContext
+from tuijian.recall.registry import SOURCES
+from tuijian.serving.pipeline import Pipeline
+from tuijian.serving.service import Service
+
+from ..conftest import NOW
+
+
+def _req(scene: Scene = Scene.GUESS_YOU_LIKE, user: str = "u1", n: int = 20, **kw: Any
+         ) -> RecommendRequest:
+    return RecommendRequest(scene=scene, user_id=user, n=n, now=NOW, **kw)
+
+
+def _ids(rec: Any) -> list[int]:
+    return [i["item_id"] for i in rec.items]
+
+
+async def test_guess_you_like_serves_the_users_city_from_both_sources(service: Service) -> None:
+    prof = service.profiles.get("u1")
+    rec = await service.pipeline.recommend(_req(n=30))
+    idx = service.store.index_of(_ids(rec))
+    assert set(service.store.column("city")[idx].tolist()) == {prof.city}
+    hits = service.metrics.render().decode()
+    for source in ("hot", "region"):
+        assert f'tuijian_recall_source_hits_total{{source="{source}"}} 150.0' in hits
+    assert not rec.degraded
+    assert len(set(_ids(rec))) == 30
+
+
+async def test_items_shown_are_not_shown_again(service: Service) -> None:
+    first = await service.pipeline.recommend(_req(n=20))
+    second = await service.pipeline.recommend(_req(n=20))
+    assert not set(_ids(first)) & set(_ids(second))
+
+
+async def test_feed_pages_never_repeat_within_a_session(service: Service) -> None:
+    service.strategies.filters.exclude_shown = False  # only the session may prevent repeats
+    seen: list[int] = []
+    token = None
+    for _ in range(4):
+        rec = await service.pipeline.recommend(_req(Scene.FEED, n=15, page_token=token))
+        token = rec.next_page_token
+        seen += _ids(rec)
+    assert len(seen) == 60 and len(set(seen)) == 60
+    fresh = await service.pipeline.recommend(_req(Scene.FEED, n=15))
+    assert fresh.next_page_token != token
+
+
+async def test_detail_related_matches_the_anchor_and_excludes_it(service: Service) -> None:
+    anchor = int(service.store.column("item_id")[123])
+    rec = await service.pipeline.recommend(_req(Scene.DETAIL_RELATED, n=10, item_id=anchor))
+    assert anchor not in _ids(rec)
+    a = service.store.gather(np.array([123]), ("city", "line", "category"))
+    idx = service.store.index_of(_ids(rec))
+    got = service.store.gather(idx, ("city", "line", "category"))
+    assert (got["city"] == a["city"][0]).all()
+    assert (got["line"] == a["line"][0]).mean() >= 0.8
+    assert rec.items[0]["source"] == "related"
+
+
+async def test_search_fallback_relaxes_and_keeps_exact_matches_first(service: Service) -> None:
+    store = service.store
+    beijing = 0
+    line = 0  # house_rent
+    rec = await service.pipeline.recommend(_req(
+        Scene.SEARCH_FALLBACK, user="nobody", n=20, city="Beijing",
+        filters={"line": line, "rooms": 3, "price_max": 2500.0, "district": 0}))
+    idx = store.index_of(_ids(rec))
+    cols = store.gather(idx, ("city", "line", "rooms", "price", "district"))
+    exact = ((cols["line"] == line) & (cols["rooms"] == 3) & (cols["price"] <= 2500)
+             & (cols["district"] == 0))
+    assert (cols["city"] == beijing).all()
+    assert exact.any() and rec.notes["relaxed"]
+    # every exact match precedes every relaxed one
+    assert not np.any(np.diff(exact.astype(int)) > 0)
+
+
+async def test_push_landing_list_leads_with_the_notified_item(service: Service) -> None:
+    note = await service.pipeline.recommend(_req(Scene.PUSH, n=1), log_exposures=False)
+    param = note.items[0]["tracking"]
+    landing = await service.pipeline.recommend(_req(Scene.PUSH, n=10, tracking=param))
+    assert landing.items[0]["item_id"] == note.items[0]["item_id"]
+    assert landing.items[0]["source"] == "pinned"
+    assert note.items[0]["item_id"] not in _ids(landing)[1:]
+
+
+class _Slow:
+    name = "slow"
+
+    def __init__(self, catalog: Catalog, params: dict[str, Any]) -> None:
+        self.catalog = catalog
+
+    async def recall(self, ctx: RecallContext, k: int) -> tuple[IntArray, FloatArray]:
+        await asyncio.sleep(0.2)
+        return self.catalog.index.global_hot[:k], np.ones(min(k, 1000))
+
+
+class _Broken(_Slow):
+    name = "broken"
+
+    async def recall(self, ctx: RecallContext, k: int) -> tuple[IntArray, FloatArray]:
+        raise RuntimeError("index server down")
+
+
+class _BrokenRanker:
+    name = "broken_ranker"
+
+    def __init__(self, params: dict[str, Any]) -> None: ...
+
+    def score(self, cands: Any, ctx: Any) -> FloatArray:
+        raise RuntimeError("model file corrupt")
+
+
+@pytest.fixture
+def faulty_pipeline(service: Service, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
+    from tuijian.rank.registry import RANKERS
+    from tuijian.recall import registry
+
+    monkeypatch.setitem(SOURCES, "slow", _Slow)
+    monkeypatch.setitem(SOURCES, "broken", _Broken)
+    monkeypatch.setitem(registry.SOURCE_CODE, "slow", 90)
+    monkeypatch.setitem(registry.SOURCE_CODE, "broken", 91)
+    monkeypatch.setitem(RANKERS, "broken_ranker", _BrokenRanker)
+    strategies = load_strategies()
+    strategies.recall["r_default"].sources[0].name = "slow"
+    strategies.recall["r_default"].sources[0].budget_ms = 30
+    strategies.recall["r_related"].sources[0].name = "broken"
+    strategies.rank["rk_rule"].ranker = "broken_ranker"
+    return Pipeline(service.catalog, service.profiles, strategies, service.codec, None,
+                    service.metrics)
+
+
+async def test_late_and_failing_sources_and_ranker_degrade_not_fail(
+        faulty_pipeline: Pipeline, service: Service) -> None:
+    rec = await faulty_pipeline.recommend(_req(n=10))
+    assert len(rec.items) == 10
+    assert "recall.slow" in rec.degraded and "rank" in rec.degraded
+    assert {i["source"] for i in rec.items} == {"region"}
+    anchor = int(service.store.column("item_id")[5])
+    rel = await faulty_pipeline.recommend(_req(Scene.DETAIL_RELATED, n=10, item_id=anchor))
+    assert len(rel.items) == 10 and "recall.broken" in rel.degraded
+    text = service.metrics.render().decode()
+    assert 'tuijian_degradations_total{reason="timeout",stage="recall.slow"}' in text
+
+
+async def test_a_request_nothing_can_serve_gets_the_cached_hot_list(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("fusion bug")
+
+    monkeypatch.setattr("tuijian.serving.pipeline.fuse", explode)
+    rec = await service.pipeline.recommend(_req(n=10))
+    assert len(rec.items) == 10 and rec.degraded == ["pipeline"]
+    assert {i["source"] for i in rec.items} == {"fallback"}

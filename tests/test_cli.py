@@ -1,0 +1,32 @@
+"""The CLI as a user runs it: generate → simulate → join on a tiny marketplace."""
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tuijian.cli import app
+
+runner = CliRunner()
+
+
+def test_generate_simulate_join(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    r = runner.invoke(app, ["generate", "--items", "3000", "--users", "300", "--seed", "1",
+                            "--out", str(data / "generated")])
+    assert r.exit_code == 0, r.output
+    assert (data / "generated" / "items.parquet").exists()
+    r = runner.invoke(app, ["simulate", "--data", str(data), "--days", "0.1",
+                            "--requests-per-day", "1000"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["join", "--data", str(data), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert 900 <= out["samples"] <= 1000 and out["unmatched_clicks"] == 0
+    assert {row["value"] for row in out["funnel"]["scene"]} >= {"guess_you_like", "feed"}
+
+
+def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["build", "--data", str(tmp_path / "none")])
+    assert r.exit_code == 2
+    assert "tuijian generate" in r.output
