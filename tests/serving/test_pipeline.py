@@ -164,3 +164,19 @@ async def test_a_request_nothing_can_serve_gets_the_cached_hot_list(
     rec = await service.pipeline.recommend(_req(n=10))
     assert len(rec.items) == 10 and rec.degraded == ["pipeline"]
     assert {i["source"] for i in rec.items} == {"fallback"}
+
+
+async def test_all_sources_late_falls_back_to_the_hot_list(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SOURCES, "slow", _Slow)
+    strategies = load_strategies()
+    for spec in strategies.recall["r_default"].sources:
+        spec.name, spec.budget_ms = "slow", 10
+    from tuijian.recall import registry
+
+    monkeypatch.setitem(registry.SOURCE_CODE, "slow", 90)
+    pipe = Pipeline(service.catalog, service.profiles, strategies, service.codec, None,
+                    service.metrics)
+    rec = await pipe.recommend(_req(n=10))
+    assert len(rec.items) == 10 and "recall.empty" in rec.degraded
+    assert {i["source"] for i in rec.items} == {"fallback"}

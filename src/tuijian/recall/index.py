@@ -8,7 +8,7 @@ atomically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,8 +29,8 @@ class RecallIndex:
     by_city: dict[int, IntArray]  # city -> members, hot score descending
     fresh_by_city: dict[int, IntArray]  # city -> newest FRESH_POOL members, newest first
     global_hot: IntArray  # the overall top list: the last-resort fallback
+    prior_ctr: float  # marketplace CTR at build time, the Beta prior's mean
     built_at: float = 0.0
-    extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def build(cls, store: ColumnarItemStore, now: float) -> RecallIndex:
@@ -49,7 +49,7 @@ class RecallIndex:
             for c, members in by_city.items()
         }
         top = np.argsort(-hot, kind="stable")[:1000].astype(np.int64)
-        return cls(hot, by_group, by_city, fresh_by_city, top, built_at=now)
+        return cls(hot, by_group, by_city, fresh_by_city, top, prior, built_at=now)
 
     def add(self, store: ColumnarItemStore, idx: IntArray) -> None:
         """Make freshly upserted items recallable now (full re-ordering waits for a rebuild)."""
@@ -59,10 +59,8 @@ class RecallIndex:
             grown[: self.hot.shape[0]] = self.hot
             self.hot = grown
         cols = store.gather(idx, ("city", "line", "quality"))
-        self.hot[idx] = smoothed_ctr(
-            np.zeros(len(idx)), np.zeros(len(idx)), cols["quality"], prior_ctr(
-                store.column("clicks"), store.column("exposures"))
-        )
+        self.hot[idx] = smoothed_ctr(np.zeros(len(idx)), np.zeros(len(idx)), cols["quality"],
+                                     self.prior_ctr)
         for i, c, line in zip(idx.tolist(), cols["city"].tolist(), cols["line"].tolist(),
                               strict=True):
             one = np.array([i], np.int64)

@@ -28,7 +28,6 @@ from tuijian.domain import Candidates, Event, EventType, RecommendRequest, Scene
 from tuijian.experiments.assignment import Assigner, DefaultAssigner
 from tuijian.rank.base import RankContext, Ranker
 from tuijian.rank.registry import RANKERS
-from tuijian.rank.signals import prior_ctr
 from tuijian.recall.base import Catalog, RecallContext, RecallSource
 from tuijian.recall.fusion import exclude, fuse
 from tuijian.recall.registry import SOURCE_CODE, SOURCE_NAMES, SOURCES
@@ -111,9 +110,7 @@ class Pipeline:
             log.exception("pipeline failed; serving the cached hot list")
             degraded.append("pipeline")
             self.metrics.degradations.labels("pipeline", "error").inc()
-            hot = self.catalog.index.city_list(ctx.city)
-            cands = Candidates(hot[: req.n], self.catalog.index.hot[hot[: req.n]],
-                               np.full(min(req.n, hot.size), SOURCE_CODE["fallback"], np.int16))
+            cands = self._fallback(ctx.city, req.n)
         if pinned >= 0:
             rest = cands.take(np.flatnonzero(cands.idx != pinned))
             first = Candidates(np.array([pinned]), np.array([float(rest.score.max(initial=1.0))]),
@@ -135,6 +132,13 @@ class Pipeline:
     def _observe(self, stage: str, t0: float, timings: dict[str, float]) -> None:
         elapsed = timings[stage] = time.perf_counter() - t0
         self.metrics.stage_seconds.labels(stage).observe(elapsed)
+
+    def _fallback(self, city: int, n: int) -> Candidates:
+        """The cached hot list of the city (or of everywhere): the answer of last resort."""
+        index = self.catalog.index
+        hot = index.city_list(city)[:n]
+        return Candidates(hot, index.hot[hot], np.full(hot.size, SOURCE_CODE["fallback"],
+                                                       np.int16))
 
     def log_exposures(self, rec: Recommendation, positions: range | list[int]) -> None:
         """Record that these positions were shown: event log, counters, user's shown set."""
@@ -218,10 +222,7 @@ class Pipeline:
         if len(filtered) == 0:
             degraded.append("recall.empty")
             self.metrics.degradations.labels("recall", "empty").inc()
-            hot = exclude(Candidates(self.catalog.index.city_list(ctx.city)[: strat.size],
-                                     np.zeros(0), np.zeros(0, np.int16)), *banned[:2]).idx
-            filtered = Candidates(hot, self.catalog.index.hot[hot],
-                                  np.full(hot.size, SOURCE_CODE["fallback"], np.int16))
+            filtered = exclude(self._fallback(ctx.city, strat.size), *banned[:2])
         self._observe("recall", t0, timings)
         return filtered
 
@@ -250,8 +251,7 @@ class Pipeline:
         t0 = time.perf_counter()
         store = self.catalog.store
         try:
-            rctx = RankContext(ctx.request, profile, store,
-                               prior_ctr(store.column("clicks"), store.column("exposures")))
+            rctx = RankContext(ctx.request, profile, store, self.catalog.index.prior_ctr)
             scores = self.rankers[ids.rank].score(cands, rctx)
             if self.strategies.recall[ids.recall].rank_within_tiers:
                 priority = {SOURCE_CODE[s.name]: i for i, s in

@@ -1,0 +1,27 @@
+"""`make bench`: every benchmark once, one JSON line each (record them in docs/BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RUNS = [
+    [sys.executable, str(HERE / "bench_generate.py"), "--items", "1000000", "--users", "1000000"],
+    [sys.executable, str(HERE / "bench_features.py"), "--items", "1000000"],
+    [sys.executable, "-m", "tuijian.cli", "bench", "serve", "--items", "1000000", "--users",
+     "1000000", "--requests", "3000", "--json"],
+    [sys.executable, str(HERE / "bench_ingest.py")],
+]
+
+if __name__ == "__main__":
+    failed = 0
+    for cmd in RUNS:
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        lines = result.stdout.strip().splitlines()
+        print(lines[-1] if lines else "", flush=True)
+        if result.returncode != 0:
+            failed += 1
+            print(result.stderr[-2000:], file=sys.stderr)
+    sys.exit(1 if failed else 0)
