@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuijian.data.eventlog import EventLog
-from tuijian.data.items import ColumnarItemStore
+from tuijian.data.items import ItemFeatureCenter
 from tuijian.data.users import INTEREST_FIELDS, MemoryProfileStore
 from tuijian.display.tracking import TrackingCodec, TrackingError
 from tuijian.domain import Event, EventStatus, EventType
@@ -32,7 +32,7 @@ class EventIngestor:
     def __init__(
         self,
         log: EventLog,
-        store: ColumnarItemStore,
+        store: ItemFeatureCenter,
         profiles: MemoryProfileStore,
         codec: TrackingCodec,
     ) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from tuijian.config import DisplayStrategy
 from tuijian.data import vocab
-from tuijian.data.items import ColumnarItemStore
+from tuijian.data.items import ItemFeatureCenter
 from tuijian.domain import Candidates
 
 _NAMES: dict[str, Callable[[int], str]] = {
@@ -31,7 +31,7 @@ DISPLAYABLE = (
 
 
 def render_items(
-    cands: Candidates, store: ColumnarItemStore, strategy: DisplayStrategy
+    cands: Candidates, store: ItemFeatureCenter, strategy: DisplayStrategy
 ) -> list[dict[str, Any]]:
     """One dict per final item: item_id, score, style and the style's fields."""
     fields = [f for f in strategy.fields if f in DISPLAYABLE]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 
-from tuijian.data.items import ColumnarItemStore
+from tuijian.data.items import ItemFeatureCenter
 from tuijian.data.users import INTEREST_FIELDS, MemoryProfileStore
 
 
-def restore_counters(store: ColumnarItemStore, events_sql: str) -> dict[str, int]:
+def restore_counters(store: ItemFeatureCenter, events_sql: str) -> dict[str, int]:
     """Exposures (server-logged, once per list position), clicks and conversions per item."""
     sql = f"""
         SELECT item_id,
@@ -36,7 +36,7 @@ def restore_counters(store: ColumnarItemStore, events_sql: str) -> dict[str, int
 
 
 def restore_profiles(
-    store: ColumnarItemStore, profiles: MemoryProfileStore, events_sql: str, since_ts: float
+    store: ItemFeatureCenter, profiles: MemoryProfileStore, events_sql: str, since_ts: float
 ) -> int:
     """Replay recent clicks (interests, history) and exposures (the shown filter), in order."""
     profiles.clear_behavior()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tuijian.data.items import ColumnarItemStore
+from tuijian.data.items import ItemFeatureCenter
 from tuijian.data.users import UserProfile
 from tuijian.domain import Candidates, FloatArray, RecommendRequest
 
@@ -14,7 +14,7 @@ from tuijian.domain import Candidates, FloatArray, RecommendRequest
 class RankContext:
     request: RecommendRequest
     profile: UserProfile
-    store: ColumnarItemStore
+    store: ItemFeatureCenter
     prior_ctr: float
 
 

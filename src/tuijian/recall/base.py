@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tuijian.data.items import ColumnarItemStore
+from tuijian.data.items import ItemFeatureCenter
 from tuijian.data.users import UserProfile
 from tuijian.domain import FloatArray, IntArray, RecommendRequest
 from tuijian.recall.index import RecallIndex
@@ -19,7 +19,7 @@ from tuijian.recall.index import RecallIndex
 class Catalog:
     """The item store plus the current recall index (swapped whole on rebuild)."""
 
-    def __init__(self, store: ColumnarItemStore, index: RecallIndex) -> None:
+    def __init__(self, store: ItemFeatureCenter, index: RecallIndex) -> None:
         self.store = store
         self.index = index
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuijian.data.items import ColumnarItemStore
+from tuijian.data.items import ItemFeatureCenter
 from tuijian.data.vocab import CITIES, LINES
 from tuijian.domain import FloatArray, IntArray
 from tuijian.rank.signals import freshness, prior_ctr, smoothed_ctr
@@ -33,7 +33,7 @@ class RecallIndex:
     built_at: float = 0.0
 
     @classmethod
-    def build(cls, store: ColumnarItemStore, now: float) -> RecallIndex:
+    def build(cls, store: ItemFeatureCenter, now: float) -> RecallIndex:
         n = len(store)
         cols = store.gather(np.arange(n), ("city", "line", "quality", "refreshed_ts",
                                            "clicks", "exposures"))
@@ -51,7 +51,7 @@ class RecallIndex:
         top = np.argsort(-hot, kind="stable")[:1000].astype(np.int64)
         return cls(hot, by_group, by_city, fresh_by_city, top, prior, built_at=now)
 
-    def add(self, store: ColumnarItemStore, idx: IntArray) -> None:
+    def add(self, store: ItemFeatureCenter, idx: IntArray) -> None:
         """Make freshly upserted items recallable now (full re-ordering waits for a rebuild)."""
         n = len(store)
         if self.hot.shape[0] < n:

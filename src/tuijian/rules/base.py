@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from tuijian.data.items import ColumnarItemStore
+from tuijian.data.items import ItemFeatureCenter
 from tuijian.domain import Candidates
 
 
@@ -19,5 +19,5 @@ class RuleReport:
 class Rule(Protocol):
     name: str
 
-    def apply(self, cands: Candidates, store: ColumnarItemStore, n: int) -> tuple[
+    def apply(self, cands: Candidates, store: ItemFeatureCenter, n: int) -> tuple[
         Candidates, RuleReport]: ...

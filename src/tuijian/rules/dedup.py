@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuijian.data.items import ColumnarItemStore
+from tuijian.data.items import ItemFeatureCenter
 from tuijian.domain import Candidates
 from tuijian.rules.base import RuleReport
 
@@ -17,7 +17,7 @@ from tuijian.rules.base import RuleReport
 class ExactDedup:
     name = "dedup"
 
-    def apply(self, cands: Candidates, store: ColumnarItemStore, n: int) -> tuple[
+    def apply(self, cands: Candidates, store: ItemFeatureCenter, n: int) -> tuple[
             Candidates, RuleReport]:
         if len(cands) == 0:
             return cands, RuleReport(self.name)

@@ -12,7 +12,7 @@ from collections import deque
 
 import numpy as np
 
-from tuijian.data.items import ColumnarItemStore
+from tuijian.data.items import ItemFeatureCenter
 from tuijian.domain import Candidates
 from tuijian.rules.base import RuleReport
 
@@ -23,7 +23,7 @@ class Scatter:
     def __init__(self, field: str, k: int, window: int) -> None:
         self.field, self.k, self.window = field, k, window
 
-    def apply(self, cands: Candidates, store: ColumnarItemStore, n: int) -> tuple[
+    def apply(self, cands: Candidates, store: ItemFeatureCenter, n: int) -> tuple[
             Candidates, RuleReport]:
         values = store.gather(cands.idx, (self.field,))[self.field].tolist()
         pending = deque(range(len(values)))
