@@ -64,3 +64,13 @@ def test_profiles_cold_start_clicks_and_bounded_shown_memory() -> None:
     assert prof.clicked_array().tolist() == [42, 43]
     profiles.record_exposures("u1", np.arange(8))
     assert prof.shown_array().tolist() == [3, 4, 5, 6, 7]
+
+
+def test_profile_state_is_bounded_lru() -> None:
+    profiles = MemoryProfileStore(UserTable(pa.table({"user_id": ["a"]})), max_profiles=2)
+    profiles.record_click("a", 1, {"line": 0})
+    profiles.record_click("b", 2, {"line": 1})
+    profiles.get("a")  # a is now the most recent
+    profiles.record_click("c", 3, {"line": 2})
+    assert sorted(profiles.active_users()) == ["a", "c"]
+    assert profiles.get("a").clicked_array().tolist() == [1]

@@ -47,6 +47,9 @@ def test_recommend_click_convert_join_finds_the_labelled_sample(
     r = client.post("/v1/events", json={"events": events})
     assert r.status_code == 200
     assert [x["status"] for x in r.json()["results"]] == ["accepted"] * 3
+    profile = client.get("/v1/users/u1").json()
+    assert profile["recent_clicks"] == [item["item_id"]] and profile["known"]
+    assert profile["interests"]["line"][0]["value"] == item["line"]
     again = client.post("/v1/events", json={"events": events[:1]}).json()["results"]
     assert again[0]["status"] == "duplicate"
     service.exposures.flush()

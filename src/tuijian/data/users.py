@@ -23,6 +23,9 @@ from tuijian.domain import IntArray
 INTEREST_FIELDS: tuple[str, ...] = ("line", "category", "district", "brand")
 INTEREST_DECAY = 0.95
 RECENT_CLICKS = 50
+# Behavior state is kept for this many users, least recently active evicted first (their
+# state comes back from the event log on the next restart or build).
+MAX_PROFILES = 500_000
 
 
 class UserTable(ColumnStore):
@@ -79,18 +82,25 @@ class UserProfileStore(Protocol):
 class MemoryProfileStore:
     """The embedded profile store: static columns plus per-user state in memory."""
 
-    def __init__(self, table: UserTable, shown_memory: int = 300) -> None:
+    def __init__(self, table: UserTable, shown_memory: int = 300,
+                 max_profiles: int = MAX_PROFILES) -> None:
         self.table = table
         self.shown_memory = shown_memory
-        self._state: dict[str, UserProfile] = {}
+        self.max_profiles = max_profiles
+        self._state: OrderedDict[str, UserProfile] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, user_id: str) -> UserProfile:
-        prof = self._state.get(user_id)
-        if prof is None:
-            prof = self._fresh(user_id)
-            with self._lock:
-                prof = self._state.setdefault(user_id, prof)
+        with self._lock:
+            prof = self._state.get(user_id)
+            if prof is not None:
+                self._state.move_to_end(user_id)
+                return prof
+        prof = self._fresh(user_id)
+        with self._lock:
+            prof = self._state.setdefault(user_id, prof)
+            while len(self._state) > self.max_profiles:
+                self._state.popitem(last=False)
         return prof
 
     def peek(self, user_id: str) -> UserProfile:

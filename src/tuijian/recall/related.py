@@ -35,7 +35,7 @@ class RelatedSource:
             return pool, np.empty(0)
         c = store.gather(pool, ATTRS)
         score = (
-            2.0 * (c["category"] == a["category"][0])
+            4.0 * (c["category"] == a["category"][0])
             + 1.0 * (c["district"] == a["district"][0])
             + 1.0 * ((c["brand"] == a["brand"][0]) & (c["brand"] >= 0))
             + 1.0 * ((c["series"] == a["series"][0]) & (c["series"] >= 0))

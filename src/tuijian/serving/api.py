@@ -97,6 +97,10 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
             raise RequestError("item_id", f"unknown item {item_id}", 404)
         return pages.item_public(service.store.record(pos))
 
+    @app.get("/v1/users/{user_id}", tags=["catalog"])
+    def get_user(user_id: str) -> dict[str, Any]:
+        return pages.profile_public(service, user_id)
+
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "items": len(service.store), "events": len(service.log)}

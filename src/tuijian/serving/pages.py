@@ -36,6 +36,26 @@ def item_public(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def profile_public(service: Service, user_id: str) -> dict[str, Any]:
+    """A user's profile as the pipeline sees it: location, recent clicks, interest tags."""
+    prof = service.profiles.peek(user_id)
+    names = {**_CODES, "district": tuple(d for _, d in vocab.DISTRICTS)}
+    item_ids = service.store.column("item_id")
+    return {
+        "user_id": prof.user_id,
+        "known": prof.known,
+        "city": vocab.CITY_NAMES[prof.city] if prof.city >= 0 else None,
+        "district": vocab.DISTRICTS[prof.district][1] if prof.district >= 0 else None,
+        "recent_clicks": [int(item_ids[i]) for i in prof.recent_clicks],
+        "shown": len(prof.shown),
+        "interests": {
+            field: [{"value": names[field][k], "weight": round(w, 3)}
+                    for k, w in sorted(tags.items(), key=lambda kv: -kv[1])]
+            for field, tags in prof.interests.items()
+        },
+    }
+
+
 def home(service: Service) -> str:
     stats = {
         "items": len(service.store),

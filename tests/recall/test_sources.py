@@ -1,0 +1,86 @@
+"""Each recall source over a real generated marketplace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from tuijian.data.users import UserProfile
+from tuijian.domain import RecommendRequest, Scene
+from tuijian.recall.base import RecallContext
+from tuijian.recall.hot import HotSource
+from tuijian.recall.index import RecallIndex
+from tuijian.recall.region import RegionSource, distance_km
+from tuijian.recall.related import RelatedSource
+from tuijian.recall.search import SearchSource
+from tuijian.serving.service import Service
+
+from ..conftest import NOW
+
+
+def _ctx(city: int, profile: UserProfile | None = None, **kw: object) -> RecallContext:
+    req = RecommendRequest(Scene.GUESS_YOU_LIKE, "t", 20, NOW)
+    for k, v in kw.items():
+        setattr(req, k, v)
+    return RecallContext(req, profile or UserProfile("t"), city, None, None)
+
+
+def test_index_lists_are_grouped_and_hot_ordered(service: Service) -> None:
+    index, store = service.catalog.index, service.store
+    members = index.group_list(0, 2)
+    cols = store.gather(members, ("city", "line"))
+    assert (cols["city"] == 0).all() and (cols["line"] == 2).all()
+    assert np.all(np.diff(index.hot[members]) <= 0)
+    assert sum(len(m) for m in index.by_city.values()) == len(store)
+
+
+async def test_hot_follows_the_users_clicked_lines(service: Service) -> None:
+    source = HotSource(service.catalog, {})
+    cold, _ = await source.recall(_ctx(0), 100)
+    prof = UserProfile("t", interests={"line": {3: 5.0}})
+    warm, _ = await source.recall(_ctx(0, prof), 100)
+    lines = service.store.column("line")
+    assert (lines[warm] == 3).mean() >= 0.5 > (lines[cold] == 3).mean()
+    assert len(np.unique(warm)) == len(warm) == 100
+
+
+async def test_region_prefers_what_is_near(service: Service) -> None:
+    store = service.store
+    ctx = _ctx(int(store.column("city")[0]))
+    ctx.lat, ctx.lon = float(store.column("lat")[0]), float(store.column("lon")[0])
+    idx, _ = await RegionSource(service.catalog, {}).recall(ctx, 50)
+    city = service.catalog.index.by_city[int(store.column("city")[0])]
+    d = lambda i: distance_km(ctx.lat, ctx.lon,  # noqa: E731
+                              store.column("lat")[i].astype(float),
+                              store.column("lon")[i].astype(float))
+    assert np.median(d(idx)) < np.median(d(city)) / 2
+
+
+async def test_related_and_search_respect_their_query(service: Service) -> None:
+    store = service.store
+    ctx = _ctx(-1)
+    ctx.anchor = 77
+    idx, _ = await RelatedSource(service.catalog, {}).recall(ctx, 30)
+    assert 77 not in idx.tolist()
+    a = store.gather(np.array([77]), ("category", "city"))
+    cols = store.gather(idx, ("category", "city"))
+    assert (cols["city"] == a["city"][0]).all()
+    same = cols["category"] == a["category"][0]
+    assert same[0] and not np.any(np.diff(same.astype(int)) > 0)  # same category leads
+    sctx = _ctx(1, filters={"line": 5, "price_max": 500.0})
+    found, tiers = await SearchSource(service.catalog, {"enough": 10}).recall(sctx, 100)
+    exact = found[tiers == tiers.max()]
+    got = store.gather(exact, ("line", "price", "city"))
+    assert (got["line"] == 5).all() and (got["price"] <= 500).all() and (got["city"] == 1).all()
+    assert sctx.notes["exact_matches"] == len(exact)
+
+
+def test_index_add_makes_new_items_recallable(service: Service) -> None:
+    store = service.store
+    idx = store.upsert(pa.table({"item_id": [9_999_001], "line": [1], "category": [3],
+                                 "city": [2], "district": [14], "title": ["new"],
+                                 "refreshed_ts": [int(NOW)]}))
+    index: RecallIndex = service.catalog.index
+    index.add(store, idx)
+    assert idx[0] in index.group_list(2, 1) and index.fresh_by_city[2][0] == idx[0]
+    assert index.hot[idx[0]] > 0
