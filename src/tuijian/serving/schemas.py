@@ -112,6 +112,14 @@ class Context(_In):
 
 
 class RecommendIn(_In):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"scene": "guess_you_like", "user_id": "u1", "n": 10},
+        {"scene": "detail_related", "user_id": "u1", "n": 10, "context": {"item_id": 42}},
+        {"scene": "search_fallback", "device_id": "d-7f3a", "n": 10, "context": {
+            "city": "Beijing", "filters": {"line": "house_rent", "district": "Chaoyang",
+                                           "rooms": 2, "price_max": 3000}}},
+    ]})
+
     scene: Scene
     user_id: str | None = Field(None, min_length=1, max_length=128)
     device_id: str | None = Field(None, min_length=1, max_length=128)
@@ -184,6 +192,13 @@ class EventIn(_In):
 
 
 class EventsIn(_In):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": [
+        {"event_id": "3f9c-1", "type": "click", "user_id": "u1", "item_id": 42,
+         "tracking": "v1.<the item's tracking param>"},
+        {"event_id": "3f9c-2", "type": "convert", "subtype": "call", "user_id": "u1",
+         "item_id": 42, "tracking": "v1.<the item's tracking param>"},
+    ]}]})
+
     events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
