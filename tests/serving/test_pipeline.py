@@ -180,3 +180,14 @@ async def test_all_sources_late_falls_back_to_the_hot_list(
     rec = await pipe.recommend(_req(n=10))
     assert len(rec.items) == 10 and "recall.empty" in rec.degraded
     assert {i["source"] for i in rec.items} == {"fallback"}
+
+
+async def test_a_user_who_has_seen_the_recalled_items_still_gets_a_full_list(
+        service: Service) -> None:
+    service.profiles.shown_memory = 5000
+    seen: set[int] = set()
+    for _ in range(25):  # 25 × 20 = 500 > what hot (150) and region (150) recall at once
+        rec = await service.pipeline.recommend(_req(n=20))
+        assert len(rec.items) == 20
+        seen.update(_ids(rec))
+    assert len(seen) == 500  # and never a repeat

@@ -115,9 +115,7 @@ class Pipeline:
             rest = cands.take(np.flatnonzero(cands.idx != pinned))
             first = Candidates(np.array([pinned]), np.array([float(rest.score.max(initial=1.0))]),
                                np.array([SOURCE_CODE["pinned"]], np.int16))
-            cands = Candidates(np.concatenate([first.idx, rest.idx]),
-                               np.concatenate([first.score, rest.score]),
-                               np.concatenate([first.source, rest.source]))
+            cands = _concat(first, rest)
         cands = cands.take(np.arange(min(req.n, len(cands))))
         rec = self._display(req, ids, cands, degraded, ctx.notes, timings)
         if page_token is not None:
@@ -223,6 +221,12 @@ class Pipeline:
             degraded.append("recall.empty")
             self.metrics.degradations.labels("recall", "empty").inc()
             filtered = exclude(self._fallback(ctx.city, strat.size), *banned[:2])
+        elif len(filtered) < ctx.request.n:
+            # a heavy user may have seen everything the sources found: top up from deeper in
+            # the city's hot list rather than answer short
+            self.metrics.degradations.labels("recall", "short").inc()
+            extra = exclude(self._fallback(ctx.city, 3 * strat.size), *banned, filtered.idx)
+            filtered = _concat(filtered, extra.take(np.arange(min(len(extra), strat.size))))
         self._observe("recall", t0, timings)
         return filtered
 
@@ -309,3 +313,8 @@ class Pipeline:
             req.scene, req.platform, req.now, degraded, notes, item_params=params,
             timings=timings,
         )
+
+
+def _concat(a: Candidates, b: Candidates) -> Candidates:
+    return Candidates(np.concatenate([a.idx, b.idx]), np.concatenate([a.score, b.score]),
+                      np.concatenate([a.source, b.source]))
