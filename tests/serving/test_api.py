@@ -171,3 +171,15 @@ def test_home_health_metrics_and_docs(client: TestClient) -> None:
     for stage in ("recall", "rank", "rules", "display", "total"):
         assert f'tuijian_stage_seconds_count{{stage="{stage}"}}' in m
     assert client.get("/openapi.json").json()["paths"]["/v1/recommend"]
+
+
+def test_ids_beyond_int64_are_rejected_not_crashing(client: TestClient) -> None:
+    huge = 2**70
+    rec = _recommend(client, n=2)
+    ev = {"event_id": "h", "type": "click", "user_id": "u1", "item_id": huge,
+          "tracking": rec["items"][0]["tracking"]}
+    r = client.post("/v1/events", json={"events": [ev]})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "events.0.item_id"
+    r = client.post("/v1/recommend", json={"scene": "detail_related", "user_id": "u1",
+                                           "context": {"item_id": huge}})
+    assert r.status_code == 422

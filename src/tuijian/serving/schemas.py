@@ -6,7 +6,7 @@ Names are resolved to vocabulary codes here, at the edge, so the pipeline only e
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -16,6 +16,7 @@ from tuijian.serving.errors import RequestError
 
 MAX_N = 200
 MAX_BATCH = 1000
+MAX_ID = 2**63 - 1  # ids are stored as int64
 Platform = Literal["android", "ios", "web", "m"]
 Id = Field(min_length=1, max_length=128)
 
@@ -93,7 +94,7 @@ class Context(_In):
     city: str | None = None
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
-    item_id: int | None = Field(None, gt=0)
+    item_id: int | None = Field(None, gt=0, le=MAX_ID)
     filters: Filters = Field(default_factory=Filters)
     page_token: str | None = Field(None, max_length=64)
     platform: Platform = "android"
@@ -166,7 +167,7 @@ class EventIn(_In):
     event_id: str = Id
     type: Literal["exposure", "click", "convert", "dwell"]
     user_id: str = Id
-    item_id: int = Field(gt=0)
+    item_id: int = Field(gt=0, le=MAX_ID)
     tracking: str | None = Field(None, max_length=4096)
     ts: float | None = Field(None, gt=1_000_000_000)
     subtype: Literal["chat", "call", "favorite", "share"] | None = None
@@ -213,31 +214,32 @@ class EventsOut(BaseModel):
 
 
 class ItemIn(_In):
-    item_id: int = Field(gt=0)
+    item_id: int = Field(gt=0, le=MAX_ID)
     line: str
     category: str
     city: str
     district: str
     title: str = Field(min_length=1, max_length=300)
     body: str | None = Field(None, max_length=10_000)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=50)
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
     price: float | None = Field(None, ge=0)
     rooms: int | None = Field(None, ge=0, le=50)
     area: float | None = Field(None, gt=0)
-    floor: int | None = None
+    floor: int | None = Field(None, ge=-10, le=300)
     brand: str | None = None
     series: str | None = None
     year: int | None = Field(None, ge=1950, le=2100)
     mileage_km: float | None = Field(None, ge=0)
     salary_band: str | None = None
     job_type: str | None = None
-    publisher_id: int | None = Field(None, ge=0)
+    publisher_id: int | None = Field(None, ge=0, le=2**31 - 1)
     quality: float | None = Field(None, ge=0, le=1)
-    image_hashes: list[int] = Field(default_factory=list, max_length=20)
-    created_ts: int | None = Field(None, gt=0)
-    refreshed_ts: int | None = Field(None, gt=0)
+    image_hashes: list[Annotated[int, Field(ge=-(2**63), le=MAX_ID)]] = Field(
+        default_factory=list, max_length=20)
+    created_ts: int | None = Field(None, gt=0, le=MAX_ID)
+    refreshed_ts: int | None = Field(None, gt=0, le=MAX_ID)
 
     @model_validator(mode="after")
     def _vocab(self) -> ItemIn:
