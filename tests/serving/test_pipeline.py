@@ -11,7 +11,7 @@ import pytest
 from tuijian.config import load_strategies
 from tuijian.domain import FloatArray, IntArray, RecommendRequest, Scene
 from tuijian.recall.base import Catalog, RecallContext
-from tuijian.recall.registry import SOURCES
+from tuijian.recall.registry import register_source
 from tuijian.serving.pipeline import Pipeline
 from tuijian.serving.service import Service
 
@@ -126,12 +126,9 @@ class _BrokenRanker:
 @pytest.fixture
 def faulty_pipeline(service: Service, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
     from tuijian.rank.registry import RANKERS
-    from tuijian.recall import registry
 
-    monkeypatch.setitem(SOURCES, "slow", _Slow)
-    monkeypatch.setitem(SOURCES, "broken", _Broken)
-    monkeypatch.setitem(registry.SOURCE_CODE, "slow", 90)
-    monkeypatch.setitem(registry.SOURCE_CODE, "broken", 91)
+    register_source("slow", _Slow)
+    register_source("broken", _Broken)
     monkeypatch.setitem(RANKERS, "broken_ranker", _BrokenRanker)
     strategies = load_strategies()
     strategies.recall["r_default"].sources[0].name = "slow"
@@ -168,13 +165,10 @@ async def test_a_request_nothing_can_serve_gets_the_cached_hot_list(
 
 async def test_all_sources_late_falls_back_to_the_hot_list(
         service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(SOURCES, "slow", _Slow)
+    register_source("slow", _Slow)
     strategies = load_strategies()
     for spec in strategies.recall["r_default"].sources:
         spec.name, spec.budget_ms = "slow", 10
-    from tuijian.recall import registry
-
-    monkeypatch.setitem(registry.SOURCE_CODE, "slow", 90)
     pipe = Pipeline(service.catalog, service.profiles, strategies, service.codec, None,
                     service.metrics)
     rec = await pipe.recommend(_req(n=10))
@@ -191,3 +185,29 @@ async def test_a_user_who_has_seen_the_recalled_items_still_gets_a_full_list(
         assert len(rec.items) == 20
         seen.update(_ids(rec))
     assert len(seen) == 500  # and never a repeat
+
+
+class _Busy(_Slow):
+    """CPU-bound for 12 ms: within a 20 ms budget on its own."""
+
+    name = "busy"
+
+    async def recall(self, ctx: RecallContext, k: int) -> tuple[IntArray, FloatArray]:
+        import time
+
+        end = time.perf_counter() + 0.012
+        while time.perf_counter() < end:
+            pass
+        return self.catalog.index.city_list(ctx.city)[:k], np.ones(min(k, 1000))
+
+
+async def test_sibling_sources_cpu_time_is_not_charged_to_each_other(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    register_source("busy", _Busy)
+    strategies = load_strategies()
+    for spec in strategies.recall["r_default"].sources:
+        spec.name, spec.budget_ms = "busy", 20
+    pipe = Pipeline(service.catalog, service.profiles, strategies, service.codec, None,
+                    service.metrics)
+    rec = await pipe.recommend(_req(n=10))
+    assert rec.degraded == [] and len(rec.items) == 10

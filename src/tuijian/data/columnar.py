@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tuijian.data.durable import fsync_dir, fsync_file
 from tuijian.domain import IntArray
 
 NumericSpec = dict[str, tuple[type[np.generic], float]]
@@ -83,7 +84,7 @@ class ColumnStore:
             out[name] = None if na else v
         for name in self.objects:
             v = self._cols[name][idx]
-            out[name] = list(v) if isinstance(v, list | np.ndarray) else v
+            out[name] = v.tolist() if isinstance(v, np.ndarray) else v
         return out
 
     def upsert(self, table: pa.Table) -> IntArray:
@@ -93,10 +94,13 @@ class ColumnStore:
             raise ValueError(f"missing required column(s): {', '.join(missing)}")
         with self._lock:
             if self._journal is not None:
+                created = not self._journal.exists()
                 with self._journal.open("ab") as fh:
                     fh.write(orjson.dumps(table.to_pylist()) + b"\n")
                     fh.flush()
                     os.fsync(fh.fileno())
+                if created:
+                    fsync_dir(self._journal.parent)
             return self._apply(table)
 
     def to_table(self) -> pa.Table:
@@ -110,7 +114,9 @@ class ColumnStore:
         tmp = snapshot.with_suffix(".tmp")
         with self._lock:
             pq.write_table(self.to_table(), tmp)
+            fsync_file(tmp)
             tmp.replace(snapshot)
+            fsync_dir(snapshot.parent)  # the snapshot is durable before its journal goes
             if self._journal is not None and self._journal.exists():
                 self._journal.unlink()
 

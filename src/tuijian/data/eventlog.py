@@ -23,6 +23,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from tuijian.data.durable import fsync_dir
 from tuijian.domain import Event
 
 log = logging.getLogger(__name__)
@@ -94,15 +95,6 @@ def _repair_tail(path: Path) -> None:
         f.truncate(end)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a newly created file's directory entry durable, not just its contents."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class EventLog:
@@ -199,7 +191,7 @@ class EventLog:
         existed = path.exists()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if not existed:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         return fd
 
     def _write(self, fd: int, data: bytes) -> None:

@@ -7,11 +7,14 @@ buffer on demand (shutdown, joins, tests).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
 from tuijian.data.eventlog import EventLog
 from tuijian.domain import Event
+
+log = logging.getLogger(__name__)
 
 
 class ExposureWriter:
@@ -19,6 +22,7 @@ class ExposureWriter:
         self.log = log
         self.interval_s = interval_s
         self._buf: list[Event] = []
+        self.failures = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = False
@@ -30,10 +34,22 @@ class ExposureWriter:
             self._buf.extend(events)
 
     def flush(self) -> None:
+        """Append what is buffered. On failure the rows go back to the front of the buffer
+        (to be retried), the failure is counted, and the error propagates."""
         with self._lock:
             batch, self._buf = self._buf, []
-        if batch:
+        if not batch:
+            return
+        try:
             self.log.append(batch)
+        except BaseException:
+            with self._lock:
+                self._buf[:0] = batch
+                self.failures += 1
+            raise
+
+    def pending(self) -> int:
+        return len(self._buf)
 
     def close(self) -> None:
         self._stop = True
@@ -44,4 +60,7 @@ class ExposureWriter:
     def _run(self) -> None:
         while not self._stop:
             self._wake.wait(self.interval_s)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # keep the writer alive; the rows stay buffered for a retry
+                log.exception("exposure write failed; retrying in %.1fs", self.interval_s)

@@ -21,7 +21,12 @@ _SIG_BYTES = 12
 
 
 class TrackingError(ValueError):
-    """Why a tracking param cannot be trusted (the quarantine reason)."""
+    """Why a tracking param cannot be trusted: a fixed `code` (metrics label) and a message
+    (the quarantine reason)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(slots=True, frozen=True)
@@ -61,18 +66,20 @@ class TrackingCodec:
     def decode(self, token: str | None) -> TrackingParam:
         """The verified param, or TrackingError naming what is wrong with it."""
         if not token:
-            raise TrackingError("tracking: missing")
+            raise TrackingError("tracking_missing", "tracking: missing")
         parts = token.split(".")
         if len(parts) != 3:
-            raise TrackingError("tracking: malformed (expected 3 dot-separated parts)")
+            raise TrackingError("tracking_malformed",
+                                "tracking: malformed (expected 3 dot-separated parts)")
         if parts[0] != VERSION:
-            raise TrackingError(f"tracking: unsupported version {parts[0][:8]!r}")
+            raise TrackingError("tracking_version",
+                                f"tracking: unsupported version {parts[0][:8]!r}")
         try:
             payload, sig = _unb64(parts[1]), _unb64(parts[2])
         except (binascii.Error, ValueError):
-            raise TrackingError("tracking: malformed (bad base64)") from None
+            raise TrackingError("tracking_malformed", "tracking: malformed (bad base64)") from None
         if not hmac.compare_digest(sig, self._sign(payload)):
-            raise TrackingError("tracking: bad signature (forged or altered)")
+            raise TrackingError("tracking_signature", "tracking: bad signature (forged or altered)")
         try:
             f = orjson.loads(payload)
             return TrackingParam(
@@ -80,7 +87,7 @@ class TrackingCodec:
                 str(f[7]), int(f[8]), f[9], f[10], f[11], tuple(int(i) for i in f[12]),
             )
         except (orjson.JSONDecodeError, IndexError, TypeError, ValueError):
-            raise TrackingError("tracking: malformed payload") from None
+            raise TrackingError("tracking_malformed", "tracking: malformed payload") from None
 
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:_SIG_BYTES]

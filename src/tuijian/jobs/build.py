@@ -15,12 +15,13 @@ from tuijian.data.users import INTEREST_FIELDS, MemoryProfileStore
 
 
 def restore_counters(store: ItemFeatureCenter, events_sql: str) -> dict[str, int]:
-    """Exposures (server-logged, once per list position), clicks and conversions per item."""
+    """Exposures, clicks and conversions per item, each counted once per list (exposure id),
+    the same rule the real-time folds apply."""
     sql = f"""
         SELECT item_id,
                count(DISTINCT CASE WHEN type = 'exposure' THEN exposure_id END) AS exposures,
-               count(*) FILTER (WHERE type = 'click') AS clicks,
-               count(*) FILTER (WHERE type = 'convert') AS converts
+               count(DISTINCT CASE WHEN type = 'click' THEN exposure_id END) AS clicks,
+               count(DISTINCT CASE WHEN type = 'convert' THEN exposure_id END) AS converts
         FROM {events_sql} GROUP BY item_id
     """
     cols = duckdb.connect().sql(sql).fetchnumpy()

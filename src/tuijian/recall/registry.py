@@ -1,4 +1,8 @@
-"""Every recall source by the name strategy files use. Add a source: one line here."""
+"""Every recall source by the name strategy files use.
+
+Built-in sources are registered here exactly as a user's own would be (`register_source`),
+so adding a source is one module plus one line, never an edit to the pipeline.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,21 @@ from tuijian.recall.region import RegionSource
 from tuijian.recall.related import RelatedSource
 from tuijian.recall.search import SearchSource
 
-SOURCES: dict[str, SourceFactory] = {
-    "hot": HotSource,
-    "region": RegionSource,
-    "related": RelatedSource,
-    "search": SearchSource,
-}
-# Stable small codes for the per-candidate source column and tracking params.
-SOURCE_NAMES: tuple[str, ...] = tuple(SOURCES) + ("fallback", "pinned")
-SOURCE_CODE: dict[str, int] = {name: i for i, name in enumerate(SOURCE_NAMES)}
+SOURCES: dict[str, SourceFactory] = {}
+# Stable small codes for the per-candidate source column; "fallback" and "pinned" mark items
+# the pipeline itself placed (the cached hot list, a push landing's notified item).
+SOURCE_NAMES: list[str] = ["fallback", "pinned"]
+SOURCE_CODE: dict[str, int] = {"fallback": 0, "pinned": 1}
+
+
+def register_source(name: str, factory: SourceFactory) -> None:
+    SOURCES[name] = factory
+    if name not in SOURCE_CODE:
+        SOURCE_CODE[name] = len(SOURCE_NAMES)
+        SOURCE_NAMES.append(name)
+
+
+register_source("hot", HotSource)
+register_source("region", RegionSource)
+register_source("related", RelatedSource)
+register_source("search", SearchSource)

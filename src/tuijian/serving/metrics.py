@@ -6,7 +6,7 @@ process without clashing over global metric names.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 STAGE_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
@@ -42,6 +42,15 @@ class Metrics:
         )
         self.rule_changes = Counter(
             "tuijian_rule_changes", "Items removed or moved by a rule", ["rule", "change"],
+            registry=r,
+        )
+
+        self.exposure_write_failures = Gauge(
+            "tuijian_exposure_write_failures", "Failed exposure-log writes (rows kept, retried)",
+            registry=r,
+        )
+        self.exposures_pending = Gauge(
+            "tuijian_exposures_pending", "Exposure rows buffered, not yet in the event log",
             registry=r,
         )
 

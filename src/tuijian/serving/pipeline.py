@@ -232,9 +232,19 @@ class Pipeline:
 
     async def _run_source(self, rid: str, i: int, name: str, k: int, budget: float,
                           ctx: RecallContext) -> tuple[Any, Any] | None:
-        t0 = time.perf_counter()
+        """One source under its budget. Its time is measured inside its own coroutine, so
+        sibling sources' CPU time (they share the event loop) is not charged to it; an I/O
+        source is cancelled at the budget, a CPU-bound one cannot be pre-empted and is
+        skipped when it finishes late."""
+        source = self.sources[(rid, i)]
+
+        async def timed() -> tuple[tuple[Any, Any], float]:
+            t0 = time.perf_counter()
+            result = await source.recall(ctx, k)
+            return result, time.perf_counter() - t0
+
         try:
-            out = await asyncio.wait_for(self.sources[(rid, i)].recall(ctx, k), budget)
+            out, elapsed = await asyncio.wait_for(timed(), budget)
         except TimeoutError:
             self.metrics.degradations.labels(f"recall.{name}", "timeout").inc()
             return None
@@ -242,9 +252,8 @@ class Pipeline:
             log.exception("recall source %s failed", name)
             self.metrics.degradations.labels(f"recall.{name}", "error").inc()
             return None
-        elapsed = time.perf_counter() - t0
         self.metrics.source_seconds.labels(name).observe(elapsed)
-        if elapsed > budget:  # a CPU-bound source cannot be pre-empted; late answers are skipped
+        if elapsed > budget:
             self.metrics.degradations.labels(f"recall.{name}", "timeout").inc()
             return None
         self.metrics.source_hits.labels(name).inc(len(out[0]))

@@ -75,6 +75,8 @@ class Service:
         self.codec = TrackingCodec(resolve_secret(settings))
         self.metrics = Metrics()
         self.exposures = ExposureWriter(self.log)
+        self.metrics.exposure_write_failures.set_function(lambda: self.exposures.failures)
+        self.metrics.exposures_pending.set_function(self.exposures.pending)
         events_sql = self.log.relation_sql()
         restore_counters(self.store, events_sql)
         restore_profiles(self.store, self.profiles, events_sql, now - PROFILE_HISTORY_S)
@@ -104,8 +106,8 @@ class Service:
     def _count(self, events: Sequence[Event], results: Sequence[IngestResult]) -> None:
         for ev, r in zip(events, results, strict=True):
             self.metrics.events.labels(r.status.value, ev.type).inc()
-            if r.reason:
-                self.metrics.quarantine_reasons.labels(r.reason).inc()
+            if r.code:
+                self.metrics.quarantine_reasons.labels(r.code).inc()
 
     def rebuild_index(self, now: float | None = None) -> None:
         """Re-rank the hot and region lists from the live counters; swapped in atomically."""
