@@ -30,3 +30,12 @@ def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
     r = runner.invoke(app, ["build", "--data", str(tmp_path / "none")])
     assert r.exit_code == 2
     assert "tuijian generate" in r.output
+
+
+def test_offline_commands_explain_a_running_server(service) -> None:  # type: ignore[no-untyped-def]
+    data = str(service.settings.data_dir)  # the fixture's service holds the event log
+    r = runner.invoke(app, ["build", "--data", data])
+    assert r.exit_code == 2 and "--server" in r.output
+    r = runner.invoke(app, ["push", "--users", "all", "--data", data, "--server",
+                            "http://127.0.0.1:9"])
+    assert r.exit_code == 2 and "--server" in r.output

@@ -55,6 +55,10 @@ def _open_service(data: Path, now: float | None = None) -> Service:
     except (ConfigError, FileNotFoundError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    except RuntimeError as exc:  # the event log's lock: a server is running on this data
+        console.print(f"[red]{exc}: a running server owns it — stop it, or for push use "
+                      f"--server http://HOST:PORT[/red]")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -137,23 +141,40 @@ def push(
     users: Annotated[str, typer.Option(help="A file of user ids (one per line) or 'all'.")],
     data: DataOpt = Path("data"),
     now: Annotated[float | None, typer.Option(help="Send time (unix s); default: now.")] = None,
+    server: Annotated[str | None, typer.Option(
+        help="A running server to push through (it owns the event log), e.g. "
+             "http://127.0.0.1:8000")] = None,
 ) -> None:
     """Run the push scene in batch; notify only above the threshold, capped, outside quiet
     hours. Notifications go to DATA/push/notifications.jsonl."""
+    ids: list[str] | str = "all"
+    if users != "all":
+        path = Path(users)
+        if not path.exists():
+            console.print(f"[red]--users: {path} not found[/red]")
+            raise typer.Exit(2)
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if server is not None:
+        import httpx
+
+        try:
+            r = httpx.post(f"{server.rstrip('/')}/v1/push", json={"users": ids, "now": now},
+                           timeout=None)
+        except httpx.HTTPError as exc:
+            console.print(f"[red]--server: {exc}[/red]")
+            raise typer.Exit(2) from None
+        if r.status_code != 200:
+            console.print(f"[red]{r.status_code}: {r.text}[/red]")
+            raise typer.Exit(2)
+        print(json.dumps(r.json()))
+        return
     from tuijian.jobs.push import run_push
 
     service = _open_service(data)
     try:
-        if users == "all":
-            ids = service.profiles.table.keys()
-        else:
-            path = Path(users)
-            if not path.exists():
-                console.print(f"[red]--users: {path} not found[/red]")
-                raise typer.Exit(2)
-            ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         with _progress("push") as update:
-            summary = run_push(service, ids, now=now, progress=update)
+            summary = run_push(service, service.profiles.table.keys() if ids == "all" else ids,
+                               now=now, progress=update)
     finally:
         service.close()
     print(json.dumps(summary))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -183,3 +184,42 @@ def test_ids_beyond_int64_are_rejected_not_crashing(client: TestClient) -> None:
     r = client.post("/v1/recommend", json={"scene": "detail_related", "user_id": "u1",
                                            "context": {"item_id": huge}})
     assert r.status_code == 422
+
+
+def test_item_validation_edges(client: TestClient) -> None:
+    base = {"item_id": 7_000_000, "line": "goods", "category": "phone", "city": "Beijing",
+            "district": "Haidian", "title": "phone"}
+    for bad, field in [
+        ({"price": float("inf")}, "items.0.price"),
+        ({"area": 1e300}, "items.0.area"),
+        ({"created_ts": 2**62}, "items.0"),
+        ({"category": "sedan"}, "items.0"),
+        ({"tags": ["x" * 100]}, "items.0.tags.0"),
+    ]:
+        r = client.put("/v1/items", content=json.dumps({"items": [{**base, **bad}]}),
+                       headers={"content-type": "application/json"})
+        assert r.status_code == 422, (bad, r.text)
+        assert any(d["field"].startswith(field) for d in r.json()["detail"]), r.text
+    dup = client.put("/v1/items", json={"items": [base, base]})
+    assert dup.status_code == 422 and "duplicate item_id" in dup.text
+    assert client.put("/v1/items", json={"items": [base] * 1001}).status_code == 422
+
+
+def test_generated_items_are_served_as_json(client: TestClient, service: Service) -> None:
+    item_id = int(service.store.column("item_id")[0])
+    r = client.get(f"/v1/items/{item_id}")
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["item_id"] == item_id and isinstance(got["image_hashes"], list)
+    assert got["line"] in ("house_rent", "house_sale", "car", "job", "service", "goods")
+
+
+def test_push_endpoint_runs_the_batch_in_the_server(client: TestClient, service: Service
+                                                    ) -> None:
+    import calendar
+
+    noon = calendar.timegm((2026, 5, 4, 4, 0, 0))
+    service.strategies.push.threshold = 0.0
+    r = client.post("/v1/push", json={"users": ["u1", "u2"], "now": noon})
+    assert r.status_code == 200 and r.json()["sent"] == 2
+    assert client.post("/v1/push", json={"users": "some"}).status_code == 422

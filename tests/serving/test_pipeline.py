@@ -54,8 +54,10 @@ async def test_feed_pages_never_repeat_within_a_session(service: Service) -> Non
         token = rec.next_page_token
         seen += _ids(rec)
     assert len(seen) == 60 and len(set(seen)) == 60
-    fresh = await service.pipeline.recommend(_req(Scene.FEED, n=15))
-    assert fresh.next_page_token != token
+    # another user's token is not theirs to continue: it opens a new session
+    other = await service.pipeline.recommend(_req(Scene.FEED, user="u2", n=15,
+                                                  page_token=token))
+    assert other.next_page_token != token
 
 
 async def test_detail_related_matches_the_anchor_and_excludes_it(service: Service) -> None:
@@ -211,3 +213,23 @@ async def test_sibling_sources_cpu_time_is_not_charged_to_each_other(
                     service.metrics)
     rec = await pipe.recommend(_req(n=10))
     assert rec.degraded == [] and len(rec.items) == 10
+
+
+def test_an_item_upserted_during_a_rebuild_survives_the_swap(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuijian.recall import index as index_module
+
+    real_build = index_module.RecallIndex.build
+    row = {"item_id": 8_000_001, "line": 1, "category": 3, "city": 4, "district": 30,
+           "title": "mid-build listing", "refreshed_ts": int(NOW)}
+
+    def build_then_upsert(store: Any, now: float) -> Any:
+        built = real_build(store, now)
+        service.upsert_items([row])  # lands in the old index while the new one is built
+        return built
+
+    monkeypatch.setattr(index_module.RecallIndex, "build", build_then_upsert)
+    service.rebuild_index(NOW)
+    pos = service.store.position(8_000_001)
+    assert pos in service.catalog.index.group_list(4, 1)
+    assert service.catalog.index.fresh_by_city[4][0] == pos

@@ -14,7 +14,6 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import orjson
 
@@ -43,8 +42,11 @@ def local_day(now: float, spec: PushSpec) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(now + spec.utc_offset_h * 3600))
 
 
-async def _run(service: Service, users: Sequence[str], now: float, out: Path,
-               progress: Callable[[int, int], None] | None) -> PushSummary:
+async def push_batch(service: Service, users: Sequence[str], now: float,
+                     progress: Callable[[int, int], None] | None = None) -> PushSummary:
+    """Push to `users` at `now`. Yields to the event loop between users, so a server can run
+    it (POST /v1/push) while it keeps answering requests."""
+    out = service.settings.data_dir / "push"
     spec = service.strategies.push
     summary = PushSummary(users=len(users))
     if in_quiet_hours(now, spec):
@@ -57,6 +59,8 @@ async def _run(service: Service, users: Sequence[str], now: float, out: Path,
     counts: dict[str, int] = state.get(day, {})
     notes: list[bytes] = []
     for j, user in enumerate(users):
+        if j % 20 == 19:
+            await asyncio.sleep(0)
         if counts.get(user, 0) >= spec.max_per_user_per_day:
             summary.capped += 1
             continue
@@ -87,7 +91,6 @@ async def _run(service: Service, users: Sequence[str], now: float, out: Path,
 
 def run_push(service: Service, users: Sequence[str], now: float | None = None,
              progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
-    out = service.settings.data_dir / "push"
-    summary = asyncio.run(_run(service, users, time.time() if now is None else now, out,
-                               progress))
-    return asdict(summary)
+    """Push from a process that owns the service (the CLI without --server)."""
+    when = time.time() if now is None else now
+    return asdict(asyncio.run(push_batch(service, users, when, progress)))

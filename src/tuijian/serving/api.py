@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from tuijian import __version__
+from tuijian.jobs.push import push_batch
 from tuijian.serving import pages
 from tuijian.serving.errors import RequestError
 from tuijian.serving.schemas import (
@@ -21,6 +23,7 @@ from tuijian.serving.schemas import (
     EventsIn,
     EventsOut,
     ItemsIn,
+    PushIn,
     RecommendIn,
     RecommendOut,
     UpsertOut,
@@ -100,6 +103,16 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
     @app.get("/v1/users/{user_id}", tags=["catalog"])
     def get_user(user_id: str) -> dict[str, Any]:
         return pages.profile_public(service, user_id)
+
+    push_lock = asyncio.Lock()  # one push batch at a time: they share the per-day caps
+
+    @app.post("/v1/push", tags=["push"])
+    async def push(body: PushIn) -> dict[str, int]:
+        """Run the push scene in batch inside the server (which owns the event log)."""
+        users = service.profiles.table.keys() if body.users == "all" else body.users
+        async with push_lock:
+            summary = await push_batch(service, users, body.now or time.time())
+        return asdict(summary)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:

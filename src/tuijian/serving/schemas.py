@@ -224,14 +224,14 @@ class ItemIn(_In):
     tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=50)
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
-    price: float | None = Field(None, ge=0)
+    price: float | None = Field(None, ge=0, le=1e12, allow_inf_nan=False)
     rooms: int | None = Field(None, ge=0, le=50)
-    area: float | None = Field(None, gt=0)
+    area: float | None = Field(None, gt=0, le=1e7, allow_inf_nan=False)
     floor: int | None = Field(None, ge=-10, le=300)
     brand: str | None = None
     series: str | None = None
     year: int | None = Field(None, ge=1950, le=2100)
-    mileage_km: float | None = Field(None, ge=0)
+    mileage_km: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False)
     salary_band: str | None = None
     job_type: str | None = None
     publisher_id: int | None = Field(None, ge=0, le=2**31 - 1)
@@ -243,6 +243,11 @@ class ItemIn(_In):
 
     @model_validator(mode="after")
     def _vocab(self) -> ItemIn:
+        horizon = time.time() + 86_400
+        for name in ("created_ts", "refreshed_ts"):
+            ts = getattr(self, name)
+            if ts is not None and ts > horizon:
+                raise ValueError(f"{name} is more than a day in the future")
         _check_vocab(self.line, vocab.LINES, "line")
         if self.category not in vocab.CATEGORIES_BY_LINE[self.line]:
             raise ValueError(f"category {self.category!r} is not a category of {self.line}")
@@ -280,6 +285,19 @@ class ItemIn(_In):
 
 class ItemsIn(_In):
     items: list[ItemIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ItemsIn:
+        _no_duplicates([i.item_id for i in self.items], "item_id")
+        return self
+
+
+def _no_duplicates(ids: list[Any], name: str) -> None:
+    seen: set[Any] = set()
+    for i in ids:
+        if i in seen:
+            raise ValueError(f"duplicate {name} {i!r} in one batch")
+        seen.add(i)
 
 
 class UserIn(_In):
@@ -319,6 +337,19 @@ class UserIn(_In):
 class UsersIn(_In):
     users: list[UserIn] = Field(min_length=1, max_length=MAX_BATCH)
 
+    @model_validator(mode="after")
+    def _unique(self) -> UsersIn:
+        _no_duplicates([u.user_id for u in self.users], "user_id")
+        return self
+
 
 class UpsertOut(BaseModel):
     upserted: int
+
+
+class PushIn(_In):
+    """Users to consider for a push now: a list of ids, or "all" known users."""
+
+    users: list[Annotated[str, Field(min_length=1, max_length=128)]] | Literal["all"] = Field(
+        max_length=100_000)
+    now: float | None = Field(None, gt=1_000_000_000, description="send time; default: now")

@@ -12,6 +12,7 @@ directory, so they all exercise the same pipeline. Layout of a data directory:
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from tuijian.data.ingest import EventIngestor, IngestResult
 from tuijian.data.items import ColumnarItemStore
 from tuijian.data.users import MemoryProfileStore, UserTable
 from tuijian.display.tracking import TrackingCodec
-from tuijian.domain import Event
+from tuijian.domain import Event, IntArray
 from tuijian.jobs.build import restore_counters, restore_profiles
 from tuijian.recall.base import Catalog
 from tuijian.recall.index import RecallIndex
@@ -80,6 +81,8 @@ class Service:
         events_sql = self.log.relation_sql()
         restore_counters(self.store, events_sql)
         restore_profiles(self.store, self.profiles, events_sql, now - PROFILE_HISTORY_S)
+        self._index_lock = threading.Lock()
+        self._upserted_during_build: list[IntArray] | None = None
         self.catalog = Catalog(self.store, RecallIndex.build(self.store, now))
         self.pipeline = Pipeline(self.catalog, self.profiles, self.strategies, self.codec,
                                  self.exposures, self.metrics)
@@ -96,8 +99,11 @@ class Service:
         return results
 
     def upsert_items(self, rows: list[dict[str, Any]]) -> int:
-        idx = self.store.upsert(pa.Table.from_pylist(rows))
-        self.catalog.index.add(self.store, idx)
+        with self._index_lock:
+            idx = self.store.upsert(pa.Table.from_pylist(rows))
+            self.catalog.index.add(self.store, idx)
+            if self._upserted_during_build is not None:
+                self._upserted_during_build.append(idx)
         return len(idx)
 
     def upsert_users(self, rows: list[dict[str, Any]]) -> int:
@@ -110,8 +116,21 @@ class Service:
                 self.metrics.quarantine_reasons.labels(r.code).inc()
 
     def rebuild_index(self, now: float | None = None) -> None:
-        """Re-rank the hot and region lists from the live counters; swapped in atomically."""
-        self.catalog.index = RecallIndex.build(self.store, time.time() if now is None else now)
+        """Re-rank the hot and region lists from the live counters; swapped in atomically.
+
+        Items upserted while the new index is being built are added to it before the swap,
+        so "visible to the next request" holds across a rebuild too."""
+        with self._index_lock:
+            self._upserted_during_build = []
+        try:
+            index = RecallIndex.build(self.store, time.time() if now is None else now)
+        finally:
+            with self._index_lock:
+                pending, self._upserted_during_build = self._upserted_during_build, None
+        with self._index_lock:
+            for idx in pending:
+                index.add(self.store, idx)
+            self.catalog.index = index
 
     def snapshot(self) -> None:
         """Fold upsert journals into the Parquet snapshots (at shutdown or on a schedule)."""
