@@ -1,7 +1,7 @@
 """Event ingestion over HTTP: batches of 1,000 events posted to a real `tuijian serve`.
 
 Starts the server as a subprocess on a free loopback port over a small generated marketplace,
-takes real item tracking params from a recommendation, and posts pre-encoded batches of click
+takes real item tracking params from recommendations, and posts pre-encoded batches of click
 events (each with its own event id) from one keep-alive client. Every event passes the full
 path: validation, signature check, fsynced append, real-time folds. Target ≥ 20,000 events/s.
 """
@@ -59,14 +59,19 @@ def main() -> None:
         try:
             wait_up(url)
             with httpx.Client(base_url=url, timeout=30.0) as client:
-                rec = client.post("/v1/recommend", json={
-                    "scene": "guess_you_like", "user_id": "u1", "n": 50}).json()
-                items = [(i["item_id"], i["tracking"]) for i in rec["items"]]
+                # 1,000 distinct item params from 20 users' lists; every batch clicks each
+                # once, so after the first batch the clicks are logged repeats (counted once)
+                items = []
+                for u in range(1, 21):
+                    rec = client.post("/v1/recommend", json={
+                        "scene": "guess_you_like", "user_id": f"u{u}", "n": 50}).json()
+                    items += [(f"u{u}", i["item_id"], i["tracking"]) for i in rec["items"]]
                 bodies = []
                 for b in range(args.batches):
-                    events = [{"event_id": f"b{b}-{j}", "type": "click", "user_id": "u1",
-                               "item_id": items[j % len(items)][0],
-                               "tracking": items[j % len(items)][1]}
+                    events = [{"event_id": f"b{b}-{j}", "type": "click",
+                               "user_id": items[j % len(items)][0],
+                               "item_id": items[j % len(items)][1],
+                               "tracking": items[j % len(items)][2]}
                               for j in range(args.batch_size)]
                     bodies.append(orjson.dumps({"events": events}))
                 client.post("/v1/events", content=bodies[0],
