@@ -99,6 +99,7 @@ def test_forged_missing_and_mismatched_params_are_quarantined(
     ({"scene": "feed", "user_id": "u1", "n": 0}, "n"),
     ({"scene": "feed", "user_id": "u1", "n": 10_000}, "n"),
     ({"scene": "feed", "user_id": "u1", "n": "many"}, "n"),
+    ({"scene": "feed", "user_id": "u1", "n": True}, "n"),
     ({"scene": "feed"}, "body"),
     ({"scene": "feed", "user_id": "u1", "context": {"lat": 95, "lon": 1}}, "context.lat"),
     ({"scene": "feed", "user_id": "u1", "context": {"lat": 30}}, "context"),
@@ -223,3 +224,9 @@ def test_push_endpoint_runs_the_batch_in_the_server(client: TestClient, service:
     r = client.post("/v1/push", json={"users": ["u1", "u2"], "now": noon})
     assert r.status_code == 200 and r.json()["sent"] == 2
     assert client.post("/v1/push", json={"users": "some"}).status_code == 422
+
+
+def test_a_body_that_is_not_json_is_a_422_on_the_body(client: TestClient) -> None:
+    r = client.post("/v1/recommend", content=b"{nope", headers={"content-type":
+                                                                "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "body"

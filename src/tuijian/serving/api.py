@@ -53,6 +53,8 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
         detail = []
         for err in exc.errors():
             loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path")]
+            if err["type"] == "json_invalid":
+                loc = []  # the position of a JSON syntax error is not a field
             detail.append({"field": ".".join(loc) or "body", "message": err["msg"]})
         return JSONResponse({"error": "invalid request", "detail": detail}, status_code=422)
 

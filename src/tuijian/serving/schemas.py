@@ -124,7 +124,7 @@ class RecommendIn(_In):
     scene: Scene
     user_id: str | None = Field(None, min_length=1, max_length=128)
     device_id: str | None = Field(None, min_length=1, max_length=128)
-    n: int = Field(20, gt=0, le=MAX_N)
+    n: int = Field(20, gt=0, le=MAX_N, strict=True)
     context: Context = Field(default_factory=Context)
 
     @model_validator(mode="after")
