@@ -165,15 +165,18 @@ async def test_a_request_nothing_can_serve_gets_the_cached_hot_list(
     assert {i["source"] for i in rec.items} == {"fallback"}
 
 
-async def test_all_sources_late_falls_back_to_the_hot_list(
-        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
-    register_source("slow", _Slow)
+def _every_default_source(service: Service, source: Any, budget_ms: float) -> Pipeline:
+    """A pipeline whose guess_you_like recall runs only `source`, under `budget_ms`."""
+    register_source(source.name, source)
     strategies = load_strategies()
     for spec in strategies.recall["r_default"].sources:
-        spec.name, spec.budget_ms = "slow", 10
-    pipe = Pipeline(service.catalog, service.profiles, strategies, service.codec, None,
+        spec.name, spec.budget_ms = source.name, budget_ms
+    return Pipeline(service.catalog, service.profiles, strategies, service.codec, None,
                     service.metrics)
-    rec = await pipe.recommend(_req(n=10))
+
+
+async def test_all_sources_late_falls_back_to_the_hot_list(service: Service) -> None:
+    rec = await _every_default_source(service, _Slow, 10).recommend(_req(n=10))
     assert len(rec.items) == 10 and "recall.empty" in rec.degraded
     assert {i["source"] for i in rec.items} == {"fallback"}
 
@@ -204,14 +207,8 @@ class _Busy(_Slow):
 
 
 async def test_sibling_sources_cpu_time_is_not_charged_to_each_other(
-        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
-    register_source("busy", _Busy)
-    strategies = load_strategies()
-    for spec in strategies.recall["r_default"].sources:
-        spec.name, spec.budget_ms = "busy", 20
-    pipe = Pipeline(service.catalog, service.profiles, strategies, service.codec, None,
-                    service.metrics)
-    rec = await pipe.recommend(_req(n=10))
+        service: Service) -> None:
+    rec = await _every_default_source(service, _Busy, 20).recommend(_req(n=10))
     assert rec.degraded == [] and len(rec.items) == 10
 
 
