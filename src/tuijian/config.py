@@ -65,6 +65,14 @@ class SourceSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class CandidateFilters(_Strict):
+    """Conditions every fused candidate must meet (after the shown / clicked filters)."""
+
+    min_quality: float = Field(0.0, ge=0, le=1)
+    same_city: bool = False  # only the request's city (the anchor item's, on detail pages)
+    active_only: bool = True
+
+
 class RecallStrategy(_Strict):
     fusion: Literal["tiered", "quota"] = "quota"
     size: int = Field(300, gt=0, le=5000)
@@ -72,6 +80,7 @@ class RecallStrategy(_Strict):
     # Rank only within (source order, recall score) tiers: for recall whose order is the
     # answer's contract, e.g. exact search matches before relaxed ones.
     rank_within_tiers: bool = False
+    filters: CandidateFilters = Field(default_factory=CandidateFilters)
 
 
 class RankStrategy(_Strict):

@@ -64,6 +64,7 @@ class Event:
     position: int | None = None
     source: str | None = None
     platform: str | None = None
+    sources: int | None = None  # bit per recall source code that found the item
 
 
 @dataclass(slots=True)
@@ -96,20 +97,38 @@ class RecommendRequest:
 
 @dataclass(slots=True)
 class Candidates:
-    """A stage's working set: dense item indexes with a score and the recall source of each."""
+    """A stage's working set: dense item indexes, a score, the recall source that placed each
+    one (`source`, a source code) and every source that found it (`sources`, a bit per code)."""
 
     idx: IntArray
     score: FloatArray
     source: npt.NDArray[np.int16]
+    sources: IntArray
+
+    @staticmethod
+    def placed(idx: IntArray, score: FloatArray, source: int) -> Candidates:
+        """Candidates all placed by one source."""
+        return Candidates(idx, score, np.full(idx.shape[0], source, np.int16),
+                          np.full(idx.shape[0], 1 << source, np.int64))
 
     def __len__(self) -> int:
         return int(self.idx.shape[0])
 
     def take(self, order: npt.NDArray[np.intp] | IntArray) -> Candidates:
-        return Candidates(self.idx[order], self.score[order], self.source[order])
+        return Candidates(self.idx[order], self.score[order], self.source[order],
+                          self.sources[order])
+
+    def rescored(self, score: FloatArray) -> Candidates:
+        return Candidates(self.idx, score, self.source, self.sources)
+
+    def concat(self, other: Candidates) -> Candidates:
+        return Candidates(
+            np.concatenate([self.idx, other.idx]), np.concatenate([self.score, other.score]),
+            np.concatenate([self.source, other.source]),
+            np.concatenate([self.sources, other.sources]),
+        )
 
     @staticmethod
     def empty() -> Candidates:
-        return Candidates(
-            np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int16)
-        )
+        return Candidates(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int16),
+                          np.empty(0, np.int64))

@@ -12,6 +12,7 @@ def test_tiered_fills_in_priority_order_and_dedups() -> None:
     c = fuse([_r(0, [1, 2, 3]), _r(1, [3, 4, 5])], [3, 3], 4, "tiered")
     assert c.idx.tolist() == [1, 2, 3, 4]
     assert c.source.tolist() == [0, 0, 0, 1]  # 3 is credited to the first source
+    assert c.sources.tolist() == [1, 1, 3, 2]  # ...and remembered as found by both
 
 
 def test_quota_gives_each_source_its_share_first() -> None:
@@ -22,5 +23,5 @@ def test_quota_gives_each_source_its_share_first() -> None:
 
 
 def test_exclude_drops_banned_items() -> None:
-    c = Candidates(np.array([1, 2, 3]), np.zeros(3), np.zeros(3, np.int16))
+    c = Candidates.placed(np.array([1, 2, 3]), np.zeros(3), 0)
     assert exclude(c, np.array([2]), np.array([], np.int64)).idx.tolist() == [1, 3]

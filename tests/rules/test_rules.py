@@ -16,12 +16,12 @@ def _store(pubs: list[int], titles: list[str]) -> ColumnarItemStore:
 
 
 def _cands(n: int) -> Candidates:
-    return Candidates(np.arange(n), np.linspace(1, 0, n), np.zeros(n, np.int16))
+    return Candidates.placed(np.arange(n), np.linspace(1, 0, n), 0)
 
 
 def test_dedup_keeps_the_best_ranked_copy() -> None:
     store = _store([1, 1, 2, 1], ["x", "y", "x", "x"])
-    cands = Candidates(np.array([3, 0, 1, 2, 0]), np.zeros(5), np.zeros(5, np.int16))
+    cands = Candidates.placed(np.array([3, 0, 1, 2, 0]), np.zeros(5), 0)
     out, report = ExactDedup().apply(cands, store, 10)
     assert out.idx.tolist() == [3, 1, 2]  # 0 is a re-post of 3 (and listed twice)
     assert report.removed == 2

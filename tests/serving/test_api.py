@@ -230,3 +230,17 @@ def test_a_body_that_is_not_json_is_a_422_on_the_body(client: TestClient) -> Non
     r = client.post("/v1/recommend", content=b"{nope", headers={"content-type":
                                                                 "application/json"})
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "body"
+
+
+def test_taken_down_items_are_not_recommended(client: TestClient, service: Service) -> None:
+    service.strategies.filters.exclude_shown = False
+    first = _recommend(client, user_id="watcher", n=5)
+    top = first["items"][0]
+    row = service.store.record(service.store.position(top["item_id"]))
+    item = {"item_id": top["item_id"], "line": top["line"], "category": top["category"],
+            "city": top["city"], "district": top["district"], "title": row["title"],
+            "status": "inactive"}
+    assert client.put("/v1/items", json={"items": [item]}).status_code == 200
+    again = _recommend(client, user_id="watcher", n=5)
+    assert top["item_id"] not in [i["item_id"] for i in again["items"]]
+    assert all(i["sources"] and i["source"] in i["sources"] for i in again["items"])

@@ -47,6 +47,7 @@ COLUMNS: dict[str, str] = {
     "position": "INTEGER",
     "source": "VARCHAR",
     "platform": "VARCHAR",
+    "sources": "BIGINT",
 }
 QUARANTINE_COLUMNS: dict[str, str] = {**COLUMNS, "reason": "VARCHAR", "quarantined_at": "DOUBLE"}
 

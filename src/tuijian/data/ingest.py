@@ -112,7 +112,7 @@ class EventIngestor:
             p.recall_id, p.rank_id, p.rule_id, p.display_id
         )
         if p.position is not None:
-            ev.position, ev.source = p.position, p.source
+            ev.position, ev.source, ev.sources = p.position, p.source, p.sources
         return None
 
     def _fold(self, events: Sequence[Event]) -> None:

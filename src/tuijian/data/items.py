@@ -63,6 +63,7 @@ class ColumnarItemStore(ColumnStore):
         "quality": (np.float32, 0.5),
         "created_ts": (np.int64, 0),
         "refreshed_ts": (np.int64, 0),
+        "active": (np.int8, 1),  # 0 once a listing is taken down; recall filters it out
         # derived: equal for exact re-posts (same publisher and title)
         "content_key": (np.int64, 0),
         "exposures": (np.float64, 0.0),

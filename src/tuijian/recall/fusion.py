@@ -4,7 +4,8 @@
   left (a fallback chain).
 - quota: each source gets a fixed share of the set (its k over the sum of ks), then leftover
   room is filled from whatever the sources returned beyond their share.
-An item found by several sources is kept once, credited to the first source that placed it.
+An item found by several sources is kept once, credited to the first source that placed it;
+`Candidates.sources` keeps a bit for every source that found it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tuijian.config import CandidateFilters
+from tuijian.data.items import ItemFeatureCenter
 from tuijian.domain import Candidates, FloatArray, IntArray
 
 SourceResult = tuple[int, IntArray, FloatArray]  # (source code, item indexes, scores)
@@ -34,9 +37,11 @@ def fuse(results: Sequence[SourceResult], ks: Sequence[int], size: int, mode: st
     idx = np.concatenate([r[1] for r in ordered]).astype(np.int64)
     score = np.concatenate([r[2] for r in ordered]).astype(np.float64)
     src = np.concatenate([np.full(r[1].shape[0], r[0], np.int16) for r in ordered])
-    _, first = np.unique(idx, return_index=True)
+    uniq, first, inverse = np.unique(idx, return_index=True, return_inverse=True)
+    found_by = np.zeros(uniq.shape[0], np.int64)
+    np.bitwise_or.at(found_by, inverse, np.left_shift(1, src.astype(np.int64)))
     keep = np.sort(first)[:size]
-    return Candidates(idx[keep], score[keep], src[keep])
+    return Candidates(idx[keep], score[keep], src[keep], found_by[inverse[keep]])
 
 
 def exclude(cands: Candidates, *banned: IntArray) -> Candidates:
@@ -46,3 +51,19 @@ def exclude(cands: Candidates, *banned: IntArray) -> Candidates:
         return cands
     keep = ~np.isin(cands.idx, np.concatenate(ban))
     return cands.take(np.flatnonzero(keep))
+
+
+def keep_eligible(cands: Candidates, store: ItemFeatureCenter, f: CandidateFilters, city: int
+                  ) -> Candidates:
+    """Apply a strategy's candidate filters in one vectorized pass."""
+    if not len(cands):
+        return cands
+    cols = store.gather(cands.idx, ("active", "quality", "city"))
+    keep = np.ones(len(cands), bool)
+    if f.active_only:
+        keep &= cols["active"] == 1
+    if f.min_quality > 0:
+        keep &= cols["quality"] >= f.min_quality
+    if f.same_city and city >= 0:
+        keep &= cols["city"] == city
+    return cands if keep.all() else cands.take(np.flatnonzero(keep))

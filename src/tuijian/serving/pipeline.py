@@ -29,7 +29,7 @@ from tuijian.experiments.assignment import Assigner, DefaultAssigner
 from tuijian.rank.base import RankContext, Ranker
 from tuijian.rank.registry import RANKERS
 from tuijian.recall.base import Catalog, RecallContext, RecallSource
-from tuijian.recall.fusion import exclude, fuse
+from tuijian.recall.fusion import exclude, fuse, keep_eligible
 from tuijian.recall.registry import SOURCE_CODE, SOURCE_NAMES, SOURCES
 from tuijian.rules.base import Rule
 from tuijian.rules.dedup import ExactDedup
@@ -113,9 +113,10 @@ class Pipeline:
             cands = self._fallback(ctx.city, req.n)
         if pinned >= 0:
             rest = cands.take(np.flatnonzero(cands.idx != pinned))
-            first = Candidates(np.array([pinned]), np.array([float(rest.score.max(initial=1.0))]),
-                               np.array([SOURCE_CODE["pinned"]], np.int16))
-            cands = _concat(first, rest)
+            first = Candidates.placed(np.array([pinned]),
+                                      np.array([float(rest.score.max(initial=1.0))]),
+                                      SOURCE_CODE["pinned"])
+            cands = first.concat(rest)
         cands = cands.take(np.arange(min(req.n, len(cands))))
         rec = self._display(req, ids, cands, degraded, ctx.notes, timings)
         if page_token is not None:
@@ -135,8 +136,7 @@ class Pipeline:
         """The cached hot list of the city (or of everywhere): the answer of last resort."""
         index = self.catalog.index
         hot = index.city_list(city)[:n]
-        return Candidates(hot, index.hot[hot], np.full(hot.size, SOURCE_CODE["fallback"],
-                                                       np.int16))
+        return Candidates.placed(hot, index.hot[hot], SOURCE_CODE["fallback"])
 
     def log_exposures(self, rec: Recommendation, positions: range | list[int]) -> None:
         """Record that these positions were shown: event log, counters, user's shown set."""
@@ -156,6 +156,7 @@ class Pipeline:
                 tracking=rec.item_params[p], exposure_id=rec.exposure_id, scene=rec.scene.value,
                 recall_id=ids.recall, rank_id=ids.rank, rule_id=ids.rule, display_id=ids.display,
                 position=p, source=rec.items[p]["source"], platform=rec.platform,
+                sources=int(rec.cands.sources[p]),
             )
             for p in pos
         ]
@@ -216,17 +217,22 @@ class Pipeline:
             banned.append(ctx.profile.shown_array())
         if f.exclude_clicked:
             banned.append(ctx.profile.clicked_array())
-        filtered = exclude(cands, *banned)
+        store = self.catalog.store
+
+        def eligible(c: Candidates, *ban: Any) -> Candidates:
+            return keep_eligible(exclude(c, *ban), store, strat.filters, ctx.city)
+
+        filtered = eligible(cands, *banned)
         if len(filtered) == 0:
             degraded.append("recall.empty")
             self.metrics.degradations.labels("recall", "empty").inc()
-            filtered = exclude(self._fallback(ctx.city, strat.size), *banned[:2])
+            filtered = eligible(self._fallback(ctx.city, strat.size), *banned[:2])
         elif len(filtered) < ctx.request.n:
             # a heavy user may have seen everything the sources found: top up from deeper in
             # the city's hot list rather than answer short
             self.metrics.degradations.labels("recall", "short").inc()
-            extra = exclude(self._fallback(ctx.city, 3 * strat.size), *banned, filtered.idx)
-            filtered = _concat(filtered, extra.take(np.arange(min(len(extra), strat.size))))
+            extra = eligible(self._fallback(ctx.city, 3 * strat.size), *banned, filtered.idx)
+            filtered = filtered.concat(extra.take(np.arange(min(len(extra), strat.size))))
         self._observe("recall", t0, timings)
         return filtered
 
@@ -273,7 +279,7 @@ class Pipeline:
                 order = np.lexsort((-scores, -cands.score, tier))
             else:
                 order = np.argsort(-scores, kind="stable")
-            cands = Candidates(cands.idx, scores, cands.source).take(order)
+            cands = cands.rescored(scores).take(order)
         except Exception:
             log.exception("ranker %s failed; keeping the recall order", ids.rank)
             degraded.append("rank")
@@ -314,7 +320,9 @@ class Pipeline:
         params = []
         for p, it in enumerate(items):
             it["source"] = SOURCE_NAMES[int(cands.source[p])]
-            params.append(self.codec.encode(base.for_item(it["item_id"], p, it["source"])))
+            mask = int(cands.sources[p])
+            it["sources"] = [name for code, name in enumerate(SOURCE_NAMES) if mask >> code & 1]
+            params.append(self.codec.encode(base.for_item(it["item_id"], p, it["source"], mask)))
             it["tracking"] = params[-1]
         self._observe("display", t0, timings)
         return Recommendation(
@@ -323,7 +331,3 @@ class Pipeline:
             timings=timings,
         )
 
-
-def _concat(a: Candidates, b: Candidates) -> Candidates:
-    return Candidates(np.concatenate([a.idx, b.idx]), np.concatenate([a.score, b.score]),
-                      np.concatenate([a.source, b.source]))

@@ -238,6 +238,7 @@ class ItemIn(_In):
     quality: float | None = Field(None, ge=0, le=1)
     image_hashes: list[Annotated[int, Field(ge=-(2**63), le=MAX_ID)]] = Field(
         default_factory=list, max_length=20)
+    status: Literal["active", "inactive"] = "active"
     created_ts: int | None = Field(None, gt=0, le=MAX_ID)
     refreshed_ts: int | None = Field(None, gt=0, le=MAX_ID)
 
@@ -267,7 +268,8 @@ class ItemIn(_In):
         created = self.created_ts or int(now)
         return {
             **self.model_dump(exclude={"line", "category", "city", "district", "brand",
-                                       "series", "salary_band", "job_type", "lat", "lon"}),
+                                       "series", "salary_band", "job_type", "lat", "lon",
+                                       "status"}),
             "line": vocab.LINES.index(self.line),
             "category": vocab.CATEGORIES.index(self.category),
             "city": city,
@@ -278,6 +280,7 @@ class ItemIn(_In):
             "salary_band": (vocab.SALARY_BANDS.index(self.salary_band)
                             if self.salary_band else None),
             "job_type": vocab.JOB_TYPES.index(self.job_type) if self.job_type else None,
+            "active": int(self.status == "active"),
             "created_ts": created,
             "refreshed_ts": self.refreshed_ts or created,
         }
