@@ -31,17 +31,24 @@ def test_index_lists_are_grouped_and_hot_ordered(service: Service) -> None:
     cols = store.gather(members, ("city", "line"))
     assert (cols["city"] == 0).all() and (cols["line"] == 2).all()
     assert np.all(np.diff(index.hot[members]) <= 0)
-    assert sum(len(m) for m in index.by_city.values()) == len(store)
+    assert sum(len(m) for m in index.lists["city"].values()) == len(store)
 
 
-async def test_hot_follows_the_users_clicked_lines(service: Service) -> None:
+async def test_hot_follows_the_users_interests_at_every_granularity(service: Service
+                                                                      ) -> None:
     source = HotSource(service.catalog, {})
     cold, _ = await source.recall(_ctx(0), 100)
-    prof = UserProfile("t", interests={"line": {3: 5.0}})
+    store = service.store
+    series = int(store.column("series")[store.column("series") >= 0][0])
+    prof = UserProfile("t", district=2, interests={"line": {3: 5.0}, "category": {10: 2.0},
+                                                  "series": {series: 1.0}})
     warm, _ = await source.recall(_ctx(0, prof), 100)
-    lines = service.store.column("line")
-    assert (lines[warm] == 3).mean() >= 0.5 > (lines[cold] == 3).mean()
     assert len(np.unique(warm)) == len(warm) == 100
+    for column, value in (("line", 3), ("category", 10), ("district", 2)):
+        col = store.column(column)
+        assert (col[warm] == value).mean() >= (col[cold] == value).mean() + 0.1, column
+    assert set(service.catalog.index.list_for("city_series", 0, series)[:5].tolist()) \
+        <= set(warm.tolist()) | {-1}
 
 
 async def test_region_prefers_what_is_near(service: Service) -> None:
@@ -49,7 +56,7 @@ async def test_region_prefers_what_is_near(service: Service) -> None:
     ctx = _ctx(int(store.column("city")[0]))
     ctx.lat, ctx.lon = float(store.column("lat")[0]), float(store.column("lon")[0])
     idx, _ = await RegionSource(service.catalog, {}).recall(ctx, 50)
-    city = service.catalog.index.by_city[int(store.column("city")[0])]
+    city = service.catalog.index.lists["city"][int(store.column("city")[0])]
     d = lambda i: distance_km(ctx.lat, ctx.lon,  # noqa: E731
                               store.column("lat")[i].astype(float),
                               store.column("lon")[i].astype(float))

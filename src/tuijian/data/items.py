@@ -17,7 +17,7 @@ import pyarrow as pa
 from tuijian.data.columnar import ColumnStore, NumericSpec
 from tuijian.domain import IntArray
 
-COUNTERS: tuple[str, ...] = ("exposures", "clicks", "converts")
+COUNTERS: tuple[str, ...] = ("exposures", "clicks", "converts", "expected_clicks")
 
 
 class ItemFeatureCenter(Protocol):
@@ -30,7 +30,8 @@ class ItemFeatureCenter(Protocol):
     def gather(self, idx: IntArray, columns: Sequence[str]) -> dict[str, npt.NDArray[Any]]: ...
     def upsert(self, table: pa.Table) -> IntArray: ...
     def record(self, idx: int) -> dict[str, Any]: ...
-    def add_counts(self, idx: IntArray, counter: str, amount: float = 1.0) -> None: ...
+    def add_counts(self, idx: IntArray, counter: str,
+                   amount: float | npt.NDArray[np.float64] = 1.0) -> None: ...
     def set_counts(self, counter: str, values: npt.NDArray[np.float64]) -> None: ...
 
 
@@ -69,9 +70,12 @@ class ColumnarItemStore(ColumnStore):
         "exposures": (np.float64, 0.0),
         "clicks": (np.float64, 0.0),
         "converts": (np.float64, 0.0),
+        # sum over exposures of the position's CTR: the denominator of COEC
+        "expected_clicks": (np.float64, 0.0),
     }
 
-    def add_counts(self, idx: IntArray, counter: str, amount: float = 1.0) -> None:
+    def add_counts(self, idx: IntArray, counter: str,
+                   amount: float | npt.NDArray[np.float64] = 1.0) -> None:
         np.add.at(self._cols[counter], idx, amount)
 
     def set_counts(self, counter: str, values: npt.NDArray[np.float64]) -> None:

@@ -12,28 +12,43 @@ import numpy as np
 
 from tuijian.data.items import ItemFeatureCenter
 from tuijian.data.users import INTEREST_FIELDS, MemoryProfileStore
+from tuijian.domain import FloatArray
+from tuijian.rank.signals import (
+    DEFAULT_PRIOR_CTR,
+    MAX_POSITION,
+    default_position_ctr,
+    position_ctr,
+)
 
 
-def restore_counters(store: ItemFeatureCenter, events_sql: str) -> dict[str, int]:
-    """Exposures, clicks and conversions per item, each counted once per list (exposure id),
-    the same rule the real-time folds apply."""
-    sql = f"""
-        SELECT item_id,
+def restore_counters(store: ItemFeatureCenter, events_sql: str) -> FloatArray:
+    """Recompute every item counter from the log; returns the position-CTR curve it used.
+
+    Exposures, clicks and conversions count once per list (exposure id), the rule the
+    real-time folds apply; expected clicks sum the position curve over each item's exposures.
+    """
+    con = duckdb.connect()
+    rows = con.sql(f"""
+        SELECT item_id, coalesce(position, 0) AS position,
                count(DISTINCT CASE WHEN type = 'exposure' THEN exposure_id END) AS exposures,
                count(DISTINCT CASE WHEN type = 'click' THEN exposure_id END) AS clicks,
                count(DISTINCT CASE WHEN type = 'convert' THEN exposure_id END) AS converts
-        FROM {events_sql} GROUP BY item_id
-    """
-    cols = duckdb.connect().sql(sql).fetchnumpy()
-    idx = store.index_of(cols["item_id"].tolist())
+        FROM {events_sql} GROUP BY item_id, coalesce(position, 0)""").fetchnumpy()
+    pos = np.minimum(np.asarray(rows["position"], np.int64), MAX_POSITION - 1)
+    counts = {n: np.asarray(rows[n], np.float64) for n in ("exposures", "clicks", "converts")}
+    by_pos = {n: np.bincount(pos, counts[n], MAX_POSITION).astype(np.float64)
+              for n in ("exposures", "clicks")}
+    total_exp = by_pos["exposures"].sum()
+    prior = by_pos["clicks"].sum() / total_exp if total_exp >= 1000 else DEFAULT_PRIOR_CTR
+    curve = position_ctr(by_pos["clicks"], by_pos["exposures"], default_position_ctr(prior))
+    counts["expected_clicks"] = counts["exposures"] * curve[pos]
+    idx = store.index_of(rows["item_id"].tolist())
     ok = idx >= 0
-    totals = {}
-    for name in ("exposures", "clicks", "converts"):
-        values = np.zeros(len(store), np.float64)
-        values[idx[ok]] = np.asarray(cols[name], np.float64)[ok]
-        store.set_counts(name, values)
-        totals[name] = int(values.sum())
-    return totals
+    for name, values in counts.items():
+        column = np.zeros(len(store), np.float64)
+        np.add.at(column, idx[ok], values[ok])
+        store.set_counts(name, column)
+    return curve
 
 
 def restore_profiles(

@@ -40,3 +40,26 @@ def freshness(refreshed_ts: npt.NDArray[Any], now: float, half_life_h: float) ->
     """Exponential decay by age since the listing was last refreshed, 1.0 when brand new."""
     age_h = np.maximum(now - refreshed_ts.astype(np.float64), 0.0) / 3600.0
     return np.exp2(-age_h / half_life_h)
+
+
+MAX_POSITION = 100
+COEC_STRENGTH = 3.0  # pseudo expected-clicks behind COEC's prior of 1 (as clicked as expected)
+
+
+def default_position_ctr(prior: float = DEFAULT_PRIOR_CTR) -> FloatArray:
+    """A position-bias curve to start from before the log has enough traffic."""
+    return np.asarray(prior * 1.6 * (1.0 + np.arange(MAX_POSITION)) ** -0.7, np.float64)
+
+
+def position_ctr(clicks: FloatArray, exposures: FloatArray, prior: FloatArray) -> FloatArray:
+    """CTR by list position, each smoothed toward `prior` (the default curve) with 1,000
+    pseudo-exposures so sparse deep positions stay sensible."""
+    strength = 1000.0
+    return (clicks + prior * strength) / (exposures + strength)
+
+
+def smoothed_coec(clicks: FloatArray, expected: FloatArray) -> FloatArray:
+    """Clicks over expected clicks (COEC): how an item is clicked relative to what its
+    positions predict, which removes the rich-get-richer bias of items always shown first.
+    Smoothed toward 1 with COEC_STRENGTH pseudo expected clicks."""
+    return (clicks + COEC_STRENGTH) / (expected + COEC_STRENGTH)

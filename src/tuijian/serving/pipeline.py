@@ -145,6 +145,9 @@ class Pipeline:
             return
         idx = rec.cands.idx[pos]
         self.catalog.store.add_counts(idx, "exposures")
+        curve = self.catalog.index.position_ctr
+        self.catalog.store.add_counts(
+            idx, "expected_clicks", curve[np.minimum(pos, curve.shape[0] - 1)])
         self.profiles.record_exposures(rec.user_id, idx)
         if self.exposures is None:
             return

@@ -79,11 +79,11 @@ class Service:
         self.metrics.exposure_write_failures.set_function(lambda: self.exposures.failures)
         self.metrics.exposures_pending.set_function(self.exposures.pending)
         events_sql = self.log.relation_sql()
-        restore_counters(self.store, events_sql)
+        curve = restore_counters(self.store, events_sql)
         restore_profiles(self.store, self.profiles, events_sql, now - PROFILE_HISTORY_S)
         self._index_lock = threading.Lock()
         self._upserted_during_build: list[IntArray] | None = None
-        self.catalog = Catalog(self.store, RecallIndex.build(self.store, now))
+        self.catalog = Catalog(self.store, RecallIndex.build(self.store, now, curve))
         self.pipeline = Pipeline(self.catalog, self.profiles, self.strategies, self.codec,
                                  self.exposures, self.metrics)
         self.ingestor = EventIngestor(self.log, self.store, self.profiles, self.codec)
@@ -123,7 +123,8 @@ class Service:
         with self._index_lock:
             self._upserted_during_build = []
         try:
-            index = RecallIndex.build(self.store, time.time() if now is None else now)
+            index = RecallIndex.build(self.store, time.time() if now is None else now,
+                                      self.catalog.index.position_ctr)
         finally:
             with self._index_lock:
                 pending, self._upserted_during_build = self._upserted_during_build, None
