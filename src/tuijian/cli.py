@@ -22,6 +22,8 @@ app = typer.Typer(help="Tuijian (推荐): a recommendation service for marketpla
                   no_args_is_help=True, add_completion=False)
 bench_app = typer.Typer(help="Benchmarks, run as a user would.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+jobs_app = typer.Typer(help="Batch jobs that feed recall sources.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 console = Console(stderr=True)
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory.")]
@@ -209,14 +211,60 @@ def run(
     days: float = 3.0,
     requests_per_day: int = 3000,
 ) -> None:
-    """All in one: generate if missing, simulate traffic, build, serve."""
+    """All in one: generate if missing, simulate traffic, run the batch jobs, serve."""
     generated = data / "generated"
     if not (generated / "items.parquet").exists():
         generate(items=items, users=users, seed=7, out=generated,
                  now=time.time() - days * 86400)
     if not (data / "sim").exists():
         simulate(data=data, days=days, requests_per_day=requests_per_day, seed=11, start=None)
+        jobs_run(name="all", data=data, as_json=False)
     serve(data=data, host=host, port=port)
+
+
+@jobs_app.command("list")
+def jobs_list(data: DataOpt = Path("data")) -> None:
+    """The jobs, and the version each has published."""
+    from tuijian.jobs.artifacts import ArtifactStore
+    from tuijian.jobs.registry import JOBS
+
+    store = ArtifactStore(data)
+    for name in JOBS:
+        current = store.current(name)
+        console.print(f"{name}: {current.version if current else '(never run)'}")
+
+
+@jobs_app.command("run")
+def jobs_run(
+    name: Annotated[str, typer.Argument(help="A job name, or 'all'.")],
+    data: DataOpt = Path("data"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run batch jobs over the event log; each publishes a new version that a running server
+    reloads within seconds."""
+    from tuijian.data.eventlog import snapshot_sql
+    from tuijian.jobs.base import JobContext
+    from tuijian.jobs.registry import JOBS
+
+    names = list(JOBS) if name == "all" else [name]
+    unknown = [n for n in names if n not in JOBS]
+    if unknown:
+        console.print(f"[red]unknown job {unknown[0]!r} (known: {', '.join(JOBS)}, all)[/red]")
+        raise typer.Exit(2)
+    results = {}
+    for job_name in names:
+        with _progress(job_name) as update:
+            ctx = JobContext(data, snapshot_sql(data / "events"), time.time(),
+                             progress=lambda stage, frac: update(int(frac * 100), 100))
+            t0 = time.perf_counter()
+            artifact = JOBS[job_name].run(ctx)
+            update(100, 100)
+        results[job_name] = {**artifact.meta(), "seconds": round(time.perf_counter() - t0, 2)}
+    if as_json:
+        print(json.dumps(results, default=str))
+    else:
+        for job_name, meta in results.items():
+            console.print(f"{job_name}: published {meta['version']} in {meta['seconds']}s")
 
 
 @bench_app.command("serve")

@@ -26,12 +26,14 @@ def test_simulation_logs_events_that_join_and_restore(service: Service) -> None:
     assert out["samples"] == s.exposures and out["unmatched_clicks"] == 0
     got = duckdb.sql(f"SELECT sum(click), sum(convert) FROM '{out['path']}'").fetchall()[0]
     assert got == (s.clicks, s.conversions)
+    live_cf = service.item_cf_realtime.stats()
     service.close()
-    # a restart rebuilds counters and profiles from the log alone
+    # a restart rebuilds counters, profiles and real-time item-CF from the log alone
     again = Service(Settings(data_dir=data), now=NOW)
     try:
         assert again.store.column("clicks").sum() == s.clicks
         assert again.store.column("exposures").sum() == s.exposures
         assert len(again.profiles.active_users()) > 0
+        assert again.item_cf_realtime.stats()["pairs"] == live_cf["pairs"]
     finally:
         again.close()

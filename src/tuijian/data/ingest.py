@@ -12,6 +12,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -38,6 +39,12 @@ class IngestResult:
 Rejections = list[tuple[int, str, str]]  # (event position, code, reason)
 
 
+class ClickProcessor(Protocol):
+    """A real-time processor fed every counted click, live and on start-up replay."""
+
+    def observe_click(self, user_id: str, idx: int, ts: float) -> None: ...
+
+
 class EventIngestor:
     def __init__(
         self,
@@ -47,6 +54,8 @@ class EventIngestor:
         codec: TrackingCodec,
     ) -> None:
         self.log, self.store, self.profiles, self.codec = log, store, profiles, codec
+        # real-time processors beyond counters and profiles (e.g. real-time item-CF)
+        self.click_processors: list[ClickProcessor] = []
         self._counted: OrderedDict[tuple[str | None, int, str], None] = OrderedDict()
 
     def ingest(self, events: Sequence[Event]) -> list[IngestResult]:
@@ -133,5 +142,7 @@ class EventIngestor:
                 self.profiles.record_click(
                     ev.user_id, idx, {k: int(v[0]) for k, v in tags.items()}
                 )
+                for processor in self.click_processors:
+                    processor.observe_click(ev.user_id, idx, ev.ts)
             elif ev.type == EventType.CONVERT:
                 self.store.add_counts(np.array([idx]), "converts")

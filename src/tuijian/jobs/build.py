@@ -7,9 +7,12 @@ to repair any drift.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import duckdb
 import numpy as np
 
+from tuijian.data.ingest import ClickProcessor
 from tuijian.data.items import ItemFeatureCenter
 from tuijian.data.users import INTEREST_FIELDS, MemoryProfileStore
 from tuijian.domain import FloatArray
@@ -52,21 +55,27 @@ def restore_counters(store: ItemFeatureCenter, events_sql: str) -> FloatArray:
 
 
 def restore_profiles(
-    store: ItemFeatureCenter, profiles: MemoryProfileStore, events_sql: str, since_ts: float
+    store: ItemFeatureCenter, profiles: MemoryProfileStore, events_sql: str, since_ts: float,
+    processors: Sequence[ClickProcessor] = (),
 ) -> int:
-    """Replay recent clicks (interests, history) and exposures (the shown filter), in order."""
+    """Replay recent clicks (interests, history, real-time processors) and exposures (the
+    shown filter), in order; each click once per (list, item), as ingestion counts them."""
     profiles.clear_behavior()
     con = duckdb.connect()
     clicks = con.sql(
-        f"SELECT user_id, item_id FROM {events_sql} "
-        f"WHERE type = 'click' AND ts >= {since_ts} ORDER BY ts"
+        f"SELECT user_id, item_id, min(ts) AS ts FROM {events_sql} "
+        f"WHERE type = 'click' AND ts >= {since_ts} "
+        f"GROUP BY user_id, item_id, exposure_id ORDER BY ts"
     ).fetchnumpy()
     idx = store.index_of(clicks["item_id"].tolist())
     tags = store.gather(np.maximum(idx, 0), INTEREST_FIELDS)
     users = clicks["user_id"].tolist()
+    times = clicks["ts"].tolist()
     for j in np.flatnonzero(idx >= 0).tolist():
         profiles.record_click(users[j], int(idx[j]),
                               {k: int(v[j]) for k, v in tags.items()})
+        for processor in processors:
+            processor.observe_click(users[j], int(idx[j]), times[j])
     limit = profiles.shown_memory
     shown = con.sql(
         f"""SELECT user_id, list(item_id ORDER BY ts) AS items FROM (

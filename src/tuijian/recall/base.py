@@ -17,11 +17,14 @@ from tuijian.recall.index import RecallIndex
 
 
 class Catalog:
-    """The item store plus the current recall index (swapped whole on rebuild)."""
+    """The item store, the current recall index (swapped whole on rebuild) and the models
+    recall sources read: job artifacts (reloaded when a job publishes a new version) and
+    real-time tables, by name."""
 
     def __init__(self, store: ItemFeatureCenter, index: RecallIndex) -> None:
         self.store = store
         self.index = index
+        self.models: dict[str, object] = {}
 
 
 @dataclass(slots=True)

@@ -6,8 +6,10 @@ so adding a source is one module plus one line, never an edit to the pipeline.
 
 from __future__ import annotations
 
+from tuijian.recall.association import AssociationSource
 from tuijian.recall.base import SourceFactory
 from tuijian.recall.hot import HotSource
+from tuijian.recall.item_cf_realtime import ItemCFRealtimeSource
 from tuijian.recall.region import RegionSource
 from tuijian.recall.related import RelatedSource
 from tuijian.recall.search import SearchSource
@@ -30,3 +32,5 @@ register_source("hot", HotSource)
 register_source("region", RegionSource)
 register_source("related", RelatedSource)
 register_source("search", SearchSource)
+register_source("association", AssociationSource)
+register_source("item_cf_realtime", ItemCFRealtimeSource)

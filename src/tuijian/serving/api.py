@@ -32,6 +32,7 @@ from tuijian.serving.schemas import (
 from tuijian.serving.service import Service
 
 log = logging.getLogger(__name__)
+MODEL_POLL_S = 5.0
 
 
 def create_app(service: Service, rebuild: bool = True) -> FastAPI:
@@ -136,10 +137,17 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
 
 
 async def _rebuild_loop(service: Service) -> None:
-    """Refresh hot and region lists from live counters on a schedule."""
+    """Reload job artifacts when a new version is published (every few seconds) and refresh
+    the hot and region lists from live counters (every build_interval_s)."""
+    last_build = time.monotonic()
     while True:
-        await asyncio.sleep(service.settings.build_interval_s)
+        await asyncio.sleep(MODEL_POLL_S)
         try:
-            await asyncio.to_thread(service.rebuild_index)
+            reloaded = await asyncio.to_thread(service.reload_models)
+            if reloaded:
+                log.info("reloaded %s", ", ".join(reloaded))
+            if time.monotonic() - last_build >= service.settings.build_interval_s:
+                last_build = time.monotonic()
+                await asyncio.to_thread(service.rebuild_index)
         except Exception:
-            log.exception("index rebuild failed; keeping the previous index")
+            log.exception("background refresh failed; keeping the previous state")

@@ -11,6 +11,7 @@ directory, so they all exercise the same pipeline. Layout of a data directory:
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -28,13 +29,17 @@ from tuijian.data.items import ColumnarItemStore
 from tuijian.data.users import MemoryProfileStore, UserTable
 from tuijian.display.tracking import TrackingCodec
 from tuijian.domain import Event, IntArray
+from tuijian.jobs.artifacts import ArtifactStore
 from tuijian.jobs.build import restore_counters, restore_profiles
+from tuijian.jobs.registry import LOADERS
 from tuijian.recall.base import Catalog
 from tuijian.recall.index import RecallIndex
+from tuijian.recall.item_cf_realtime import RealtimeItemCF
 from tuijian.serving.metrics import Metrics
 from tuijian.serving.pipeline import Pipeline
 
 PROFILE_HISTORY_S = 30 * 86400
+log = logging.getLogger(__name__)
 
 
 def snapshot_and_journal(data: Path, name: str) -> tuple[Path, Path]:
@@ -80,13 +85,20 @@ class Service:
         self.metrics.exposures_pending.set_function(self.exposures.pending)
         events_sql = self.log.relation_sql()
         curve = restore_counters(self.store, events_sql)
-        restore_profiles(self.store, self.profiles, events_sql, now - PROFILE_HISTORY_S)
+        self.item_cf_realtime = RealtimeItemCF()
+        restore_profiles(self.store, self.profiles, events_sql, now - PROFILE_HISTORY_S,
+                         [self.item_cf_realtime])
         self._index_lock = threading.Lock()
         self._upserted_during_build: list[IntArray] | None = None
         self.catalog = Catalog(self.store, RecallIndex.build(self.store, now, curve))
+        self.artifacts = ArtifactStore(data)
+        self.model_versions: dict[str, str] = {}
+        self.reload_models()
         self.pipeline = Pipeline(self.catalog, self.profiles, self.strategies, self.codec,
                                  self.exposures, self.metrics)
         self.ingestor = EventIngestor(self.log, self.store, self.profiles, self.codec)
+        self.ingestor.click_processors.append(self.item_cf_realtime)
+        self.catalog.models["item_cf_realtime"] = self.item_cf_realtime
 
     async def ingest(self, events: Sequence[Event]) -> list[IngestResult]:
         results = await self.ingestor.ingest_async(events)
@@ -114,6 +126,24 @@ class Service:
             self.metrics.events.labels(r.status.value, ev.type).inc()
             if r.code:
                 self.metrics.quarantine_reasons.labels(r.code).inc()
+
+    def reload_models(self) -> list[str]:
+        """Load every job artifact whose published version changed; returns what reloaded.
+        A broken artifact is logged and the previous version kept."""
+        reloaded = []
+        for name, loader in LOADERS.items():
+            artifact = self.artifacts.current(name)
+            if artifact is None or self.model_versions.get(name) == artifact.version:
+                continue
+            try:
+                self.catalog.models[name] = loader(artifact, self.store)
+            except Exception:
+                log.exception("loading %s %s failed; keeping the previous version", name,
+                              artifact.version)
+                continue
+            self.model_versions[name] = artifact.version
+            reloaded.append(name)
+        return reloaded
 
     def rebuild_index(self, now: float | None = None) -> None:
         """Re-rank the hot and region lists from the live counters; swapped in atomically.
