@@ -52,3 +52,9 @@ def test_placeholder_secret_refused_outside_dev_mode() -> None:
     with pytest.raises(ConfigError, match="secret"):
         Settings.from_env(dev_mode=False)
     assert Settings.from_env(dev_mode=False, secret="a-real-secret-value").dev_mode is False
+
+
+def test_impossible_quota_is_rejected(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda r: r["recall"]["r_default"].update(size=5000))
+    with pytest.raises(ConfigError, match=r"recall\.r_default.*add up to .* less than size 5000"):
+        load_strategies(path)

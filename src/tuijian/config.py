@@ -82,6 +82,16 @@ class RecallStrategy(_Strict):
     rank_within_tiers: bool = False
     filters: CandidateFilters = Field(default_factory=CandidateFilters)
 
+    @model_validator(mode="after")
+    def _reachable(self) -> RecallStrategy:
+        total = sum(s.k for s in self.sources)
+        if total < self.size:
+            raise ValueError(
+                f"the sources' k add up to {total}, less than size {self.size}: "
+                "the target size could never be reached"
+            )
+        return self
+
 
 class RankStrategy(_Strict):
     ranker: str
