@@ -51,13 +51,15 @@ class InteractionModel(Protocol):
     def load(cls, path: str | Path) -> Self: ...
 
 
-def top_k(scores: FloatArray, k: int, exclude: sp.csr_matrix | None = None) -> tuple[
-    IntArray, FloatArray
-]:
+def top_k(
+    scores: FloatArray, k: int, exclude: sp.csr_matrix | None = None
+) -> tuple[IntArray, FloatArray]:
     """Row-wise top-k of a dense score block; `exclude`'s stored entries (row-aligned) never win.
 
     Entries scored -inf are padding: reported as item -1, so a short list is visible as such.
     """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
     scores = np.array(scores, dtype=np.float64)
     n_rows, n_items = scores.shape
     if exclude is not None:
@@ -101,8 +103,13 @@ class ModelBase:
     in `_`, in `_state`.
     """
 
-    name: ClassVar[str]
+    name: str
     _state: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def unsupported(cls, n_users: int, n_items: int) -> str | None:
+        """Why this model cannot fit data of this size (None when it can), checked up front."""
+        return None
 
     def fit(self, X: sp.csr_matrix) -> Self:
         raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Offline evaluation of recall models on public data, under a published protocol."""

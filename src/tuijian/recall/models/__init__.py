@@ -1,0 +1,1 @@
+"""Interaction models (CF, factorization, closed forms) shared by recall sources and evaluation."""
