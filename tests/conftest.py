@@ -13,6 +13,8 @@ from tuijian.config import Settings
 from tuijian.data.generator import generate_marketplace
 from tuijian.serving.service import Service
 
+# the public datasets live beside the repository (../shared/datasets), never inside it
+DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 N_ITEMS = 20_000
 N_USERS = 3_000
 NOW = time.time()

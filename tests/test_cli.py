@@ -7,6 +7,8 @@ from typer.testing import CliRunner
 
 from tuijian.cli import app
 
+from .conftest import DATASETS
+
 runner = CliRunner()
 
 
@@ -39,3 +41,18 @@ def test_offline_commands_explain_a_running_server(service) -> None:  # type: ig
     r = runner.invoke(app, ["push", "--users", "all", "--data", data, "--server",
                             "http://127.0.0.1:9"])
     assert r.exit_code == 2 and "--server" in r.output
+
+
+def test_eval_recall_on_movielens_100k() -> None:
+    r = runner.invoke(app, ["eval", "recall", "--dataset", "ml-100k", "--data-dir",
+                            str(DATASETS), "--k", "10", "--models",
+                            "popularity,item_cf", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["protocol"]["test_users"] == 943 and out["protocol"]["k"] == 10
+    pop, cf = out["models"]["popularity"], out["models"]["item_cf"]
+    assert 0.2 < pop["ndcg@10"] < cf["ndcg@10"] < 0.6
+    assert {"precision@10", "recall@10", "map@10", "coverage", "train_s"} <= set(cf)
+    r = runner.invoke(app, ["eval", "recall", "--dataset", "ml-100k", "--data-dir",
+                            "/nowhere"])
+    assert r.exit_code == 2 and "ml-100k" in r.output

@@ -24,6 +24,8 @@ bench_app = typer.Typer(help="Benchmarks, run as a user would.", no_args_is_help
 app.add_typer(bench_app, name="bench")
 jobs_app = typer.Typer(help="Batch jobs that feed recall sources.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+eval_app = typer.Typer(help="Offline evaluation on public data.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 console = Console(stderr=True)
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory.")]
@@ -265,6 +267,40 @@ def jobs_run(
     else:
         for job_name, meta in results.items():
             console.print(f"{job_name}: published {meta['version']} in {meta['seconds']}s")
+
+
+@eval_app.command("recall")
+def eval_recall(
+    dataset: Annotated[str, typer.Option(help="ml-100k, ml-1m, ml-latest(-small), or a "
+                                              "CSV/Parquet interactions file")] = "ml-100k",
+    data_dir: Annotated[Path | None, typer.Option(help="Where the dataset folder is.")] = None,
+    k: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    models: Annotated[str | None, typer.Option(help="Comma-separated; default all.")] = None,
+    seed: int = 42,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every recall model and fused strategy under the Microsoft Recommenders protocol."""
+    from tuijian.eval.runner import evaluate
+
+    chosen = [m.strip() for m in models.split(",")] if models else None
+    try:
+        with _progress("eval recall") as update:
+            result = evaluate(dataset, data_dir, k, chosen, seed,
+                              progress=lambda msg, frac: update(int(frac * 100), 100))
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(result))
+        return
+    for name, m in result["models"].items():
+        if "skipped" in m:
+            console.print(f"{name:32s} skipped: {m['skipped']}")
+            continue
+        console.print(f"{name:32s} nDCG@{k} {m[f'ndcg@{k}']:.4f}  P@{k} "
+                      f"{m[f'precision@{k}']:.4f}  R@{k} {m[f'recall@{k}']:.4f}  "
+                      f"MAP@{k} {m[f'map@{k}']:.4f}  coverage {m['coverage']:.3f}  "
+                      f"train {m['train_s']}s")
 
 
 @bench_app.command("serve")

@@ -74,7 +74,7 @@ class CandidateFilters(_Strict):
 
 
 class RecallStrategy(_Strict):
-    fusion: Literal["tiered", "quota"] = "quota"
+    fusion: Literal["tiered", "quota", "rrf"] = "quota"
     size: int = Field(300, gt=0, le=5000)
     sources: list[SourceSpec] = Field(min_length=1)
     # Rank only within (source order, recall score) tiers: for recall whose order is the

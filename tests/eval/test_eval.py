@@ -24,7 +24,8 @@ from tuijian.eval.metrics import (
 from tuijian.eval.runner import evaluate
 from tuijian.eval.split import stratified_split
 
-DATASETS = Path("/work/shared/datasets")
+from ..conftest import DATASETS
+
 needs_ml100k = pytest.mark.skipif(
     not (DATASETS / "ml-100k" / "u.data").is_file(), reason="MovieLens 100K not available"
 )

@@ -25,3 +25,13 @@ def test_quota_gives_each_source_its_share_first() -> None:
 def test_exclude_drops_banned_items() -> None:
     c = Candidates.placed(np.array([1, 2, 3]), np.zeros(3), 0)
     assert exclude(c, np.array([2]), np.array([], np.int64)).idx.tolist() == [1, 3]
+
+
+def test_rrf_lifts_items_several_sources_rank_high() -> None:
+    a = (0, np.array([1, 2, 3, 4]), np.zeros(4))
+    b = (1, np.array([5, 3, 6, 7]), np.zeros(4))
+    c = fuse([a, b], [4, 4], 3, "rrf")
+    assert c.idx[0] == 3  # ranked 3rd and 2nd beats ranked 1st by one source
+    assert set(c.idx.tolist()) == {3, 1, 5}
+    assert c.sources[0] == 3 and len(c) == 3
+    assert c.source[c.idx.tolist().index(5)] == 1

@@ -22,11 +22,20 @@ from tuijian.eval.datasets import load_interactions, resolve
 from tuijian.eval.grids import candidates
 from tuijian.eval.metrics import catalog_coverage, ndcg_at_k, ranking_metrics
 from tuijian.eval.split import BoolArray, stratified_split
+from tuijian.recall.fusion import fuse
 from tuijian.recall.models.base import InteractionModel
 from tuijian.recall.models.registry import MODELS, create_model
 
 ProgressFn = Callable[[str, float], None]
 RATIO = 0.75
+FUSION_DEPTH = 100  # how deep each model's list goes into a fused strategy
+# Fused strategies, evaluated with the serving path's own fusion code (recall/fusion.py).
+FUSED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fused_rrf(ease+als)": ("rrf", ("ease", "als")),
+    "fused_rrf(ease+als+item_cf)": ("rrf", ("ease", "als", "item_cf")),
+    "fused_quota(ease+als)": ("quota", ("ease", "als")),
+    "fused_tiered(ease+als+item_cf)": ("tiered", ("ease", "als", "item_cf")),
+}
 
 
 @dataclass(slots=True)
@@ -73,6 +82,18 @@ def _tune(
     return best
 
 
+def _fused(mode: str, lists: list[IntArray], k: int) -> IntArray:
+    """Each user's lists fused exactly as a recall strategy fuses its sources."""
+    out = np.full((lists[0].shape[0], k), -1, np.int64)
+    ks = [FUSION_DEPTH] * len(lists)
+    for u in range(out.shape[0]):
+        valid = [row[u][row[u] >= 0] for row in lists]
+        top = fuse([(c, ids, np.zeros(ids.shape[0])) for c, ids in enumerate(valid)], ks, k,
+                   mode).idx
+        out[u, : top.shape[0]] = top
+    return out
+
+
 def evaluate(
     dataset: str,
     data_dir: str | Path | None = None,
@@ -111,6 +132,7 @@ def evaluate(
         done += 1
 
     results: dict[str, Any] = {}
+    deep: dict[str, IntArray] = {}
     for name in names:
         if (reason := skipped[name]) is not None:
             results[name] = {"skipped": reason}
@@ -121,13 +143,22 @@ def evaluate(
         started = time.perf_counter()
         model.fit(test_fold.train)
         train_s = time.perf_counter() - started
-        recs = test_fold.recommend(model, k)
+        deep[name] = test_fold.recommend(model, FUSION_DEPTH)
+        recs = deep[name][:, :k]
         results[name] = ranking_metrics(recs, test_fold.test[test_fold.users], k) | {
             "coverage": catalog_coverage(recs, n_catalog),
             "train_s": round(train_s, 3),
             "params": model.get_params(),
             f"validation_ndcg@{k}": val_ndcg,
         }
+    for fused, (mode, parts) in FUSED.items():
+        if all(p in deep for p in parts):
+            recs = _fused(mode, [deep[p] for p in parts], k)
+            results[fused] = ranking_metrics(recs, test_fold.test[test_fold.users], k) | {
+                "coverage": catalog_coverage(recs, n_catalog),
+                "train_s": round(sum(results[p]["train_s"] for p in parts), 3),
+                "params": {"fusion": mode, "sources": list(parts), "depth": FUSION_DEPTH},
+            }
     if progress is not None:
         progress("done", 1.0)
     return {

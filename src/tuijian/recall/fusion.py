@@ -4,6 +4,9 @@
   left (a fallback chain).
 - quota: each source gets a fixed share of the set (its k over the sum of ks), then leftover
   room is filled from whatever the sources returned beyond their share.
+- rrf: reciprocal rank fusion (Cormack et al. 2009): an item scores the sum over sources of
+  weight / (RRF_K + rank), weights proportional to each source's k, so items several sources
+  rank high rise to the top; robust to sources whose scores are not comparable.
 An item found by several sources is kept once, credited to the first source that placed it;
 `Candidates.sources` keeps a bit for every source that found it.
 """
@@ -21,9 +24,14 @@ from tuijian.domain import Candidates, FloatArray, IntArray
 SourceResult = tuple[int, IntArray, FloatArray]  # (source code, item indexes, scores)
 
 
+RRF_K = 60.0  # the constant of the original paper; damps the weight of the very top ranks
+
+
 def fuse(results: Sequence[SourceResult], ks: Sequence[int], size: int, mode: str) -> Candidates:
     if not results:
         return Candidates.empty()
+    if mode == "rrf":
+        return _rrf(results, ks, size)
     if mode == "quota":
         total = max(sum(ks), 1)
         shares = [max(1, round(size * k / total)) for k in ks]
@@ -42,6 +50,31 @@ def fuse(results: Sequence[SourceResult], ks: Sequence[int], size: int, mode: st
     np.bitwise_or.at(found_by, inverse, np.left_shift(1, src.astype(np.int64)))
     keep = np.sort(first)[:size]
     return Candidates(idx[keep], score[keep], src[keep], found_by[inverse[keep]])
+
+
+def _rrf(results: Sequence[SourceResult], ks: Sequence[int], size: int) -> Candidates:
+    total = max(sum(ks), 1)
+    idx = np.concatenate([r[1][:k] for r, k in zip(results, ks, strict=True)]).astype(np.int64)
+    contrib = np.concatenate([
+        (k / total) / (RRF_K + 1.0 + np.arange(min(k, r[1].shape[0])))
+        for r, k in zip(results, ks, strict=True)
+    ])
+    src = np.concatenate([np.full(min(k, r[1].shape[0]), r[0], np.int64)
+                          for r, k in zip(results, ks, strict=True)])
+    if idx.size == 0:
+        return Candidates.empty()
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    score = np.zeros(uniq.shape[0])
+    np.add.at(score, inverse, contrib)
+    found_by = np.zeros(uniq.shape[0], np.int64)
+    np.bitwise_or.at(found_by, inverse, np.left_shift(1, src))
+    # credit each item to the source that contributed most to it
+    best = np.lexsort((-contrib, inverse))
+    first = best[np.concatenate([[True], np.diff(inverse[best]) != 0])]
+    placed = np.empty(uniq.shape[0], np.int16)
+    placed[inverse[first]] = src[first]
+    order = np.argsort(-score, kind="stable")[:size]
+    return Candidates(uniq[order], score[order], placed[order], found_by[order])
 
 
 def exclude(cands: Candidates, *banned: IntArray) -> Candidates:
