@@ -5,15 +5,28 @@ Add a job: one module, one line in JOBS, and a loader if a recall source reads i
 
 from __future__ import annotations
 
+from tuijian.data.items import ItemFeatureCenter
+from tuijian.jobs.artifacts import Artifact
 from tuijian.jobs.association import AssociationJob
 from tuijian.jobs.base import Job, Loader
+from tuijian.jobs.cf import ItemCFJob, UserCFJob
+from tuijian.recall.cf import UserLists
 from tuijian.recall.neighbors import NeighborTable
 
 JOBS: dict[str, Job] = {
     "association": AssociationJob(),
+    "item_cf": ItemCFJob(),
+    "user_cf": UserCFJob(),
 }
 
+
+def _neighbors(artifact: Artifact, store: ItemFeatureCenter) -> object:
+    return NeighborTable.from_table(artifact.table("neighbors"), store)
+
+
 LOADERS: dict[str, Loader] = {
-    "association": lambda artifact, store: NeighborTable.from_table(
-        artifact.table("neighbors"), store),
+    "association": _neighbors,
+    "item_cf": _neighbors,
+    "user_cf": lambda artifact, store: UserLists.from_table(
+        artifact.table("recommendations"), store),
 }

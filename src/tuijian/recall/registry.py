@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tuijian.recall.association import AssociationSource
 from tuijian.recall.base import SourceFactory
+from tuijian.recall.cf import ItemCFSource, UserCFSource
 from tuijian.recall.hot import HotSource
 from tuijian.recall.item_cf_realtime import ItemCFRealtimeSource
 from tuijian.recall.region import RegionSource
@@ -34,3 +35,5 @@ register_source("related", RelatedSource)
 register_source("search", SearchSource)
 register_source("association", AssociationSource)
 register_source("item_cf_realtime", ItemCFRealtimeSource)
+register_source("item_cf", ItemCFSource)
+register_source("user_cf", UserCFSource)
