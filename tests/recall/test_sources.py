@@ -10,9 +10,10 @@ from tuijian.domain import RecommendRequest, Scene
 from tuijian.recall.base import RecallContext
 from tuijian.recall.hot import HotSource
 from tuijian.recall.index import RecallIndex
-from tuijian.recall.region import RegionSource, distance_km
+from tuijian.recall.region import RegionSource
 from tuijian.recall.related import RelatedSource
 from tuijian.recall.search import SearchSource
+from tuijian.retrieval.geo import distance_km
 from tuijian.serving.service import Service
 
 from ..conftest import NOW
@@ -91,3 +92,21 @@ def test_index_add_makes_new_items_recallable(service: Service) -> None:
     index.add(store, idx)
     assert idx[0] in index.group_list(2, 1) and index.fresh_by_city[2][0] == idx[0]
     assert index.hot[idx[0]] > 0
+
+
+async def test_interest_queries_follow_the_profile(service: Service) -> None:
+    from tuijian.recall.interest import InterestSource
+
+    store = service.store
+    prof = UserProfile("t", interests={"line": {0: 3.0}, "category": {1: 2.0, 7: 1.0},
+                                       "district": {2: 2.0}, "price_band": {2: 1.0}})
+    got, _ = await InterestSource(service.catalog, {}).recall(_ctx(0, prof), 60)
+    assert len(got) == 60 and len(np.unique(got)) == 60
+    cols = store.gather(got, ("line", "category", "district", "price_band", "city"))
+    assert (cols["city"] == 0).all() and (cols["line"] == 0).all()
+    assert (cols["category"] == 1).all()  # category 7 is not a house_rent category
+    # the tightest query (district and price band) leads; the category-only one follows
+    lead = (cols["district"] == 2) & np.isin(cols["price_band"], [1, 2, 3])
+    assert lead[0] and not np.any(np.diff(lead.astype(int)) > 0)
+    cold, _ = await InterestSource(service.catalog, {}).recall(_ctx(0), 60)
+    assert cold.size == 0

@@ -33,7 +33,7 @@ async def test_guess_you_like_serves_the_users_city_from_both_sources(service: S
     idx = service.store.index_of(_ids(rec))
     assert set(service.store.column("city")[idx].tolist()) == {prof.city}
     hits = service.metrics.render().decode()
-    for source, k in (("hot", 120), ("region", 100)):
+    for source, k in (("hot", 100), ("region", 80)):
         assert f'tuijian_recall_source_hits_total{{source="{source}"}} {k}.0' in hits
     assert not rec.degraded
     assert len(set(_ids(rec))) == 30

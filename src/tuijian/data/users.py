@@ -20,7 +20,8 @@ from tuijian.data.columnar import ColumnStore, NumericSpec
 from tuijian.domain import IntArray
 
 # Which item columns become interest tags, and how fast old interest fades per new click.
-INTEREST_FIELDS: tuple[str, ...] = ("line", "category", "district", "brand", "series")
+INTEREST_FIELDS: tuple[str, ...] = ("line", "category", "district", "brand", "series",
+                                     "price_band")
 INTEREST_DECAY = 0.95
 RECENT_CLICKS = 50
 # Behavior state is kept for this many users, least recently active evicted first (their

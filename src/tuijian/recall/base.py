@@ -14,6 +14,7 @@ from tuijian.data.items import ItemFeatureCenter
 from tuijian.data.users import UserProfile
 from tuijian.domain import FloatArray, IntArray, RecommendRequest
 from tuijian.recall.index import RecallIndex
+from tuijian.retrieval.base import SearchEngine
 
 
 class Catalog:
@@ -21,9 +22,11 @@ class Catalog:
     recall sources read: job artifacts (reloaded when a job publishes a new version) and
     real-time tables, by name."""
 
-    def __init__(self, store: ItemFeatureCenter, index: RecallIndex) -> None:
+    def __init__(self, store: ItemFeatureCenter, index: RecallIndex,
+                 engine: SearchEngine) -> None:
         self.store = store
         self.index = index
+        self.engine = engine
         self.models: dict[str, object] = {}
 
 

@@ -14,15 +14,7 @@ import numpy as np
 from tuijian.domain import FloatArray, IntArray
 from tuijian.recall.base import Catalog, RecallContext
 from tuijian.recall.index import city_centre
-
-KM_PER_DEG = 111.2
-
-
-def distance_km(lat: float, lon: float, lats: FloatArray, lons: FloatArray) -> FloatArray:
-    """Equirectangular distance: within a city it is as good as haversine and 3× cheaper."""
-    x = (lons - lon) * np.cos(np.radians(lat))
-    y = lats - lat
-    return KM_PER_DEG * np.sqrt(x * x + y * y)
+from tuijian.retrieval.geo import distance_km
 
 
 class RegionSource:

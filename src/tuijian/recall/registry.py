@@ -10,6 +10,7 @@ from tuijian.recall.association import AssociationSource
 from tuijian.recall.base import SourceFactory
 from tuijian.recall.cf import ItemCFSource, UserCFSource
 from tuijian.recall.hot import HotSource
+from tuijian.recall.interest import InterestSource
 from tuijian.recall.item_cf_realtime import ItemCFRealtimeSource
 from tuijian.recall.region import RegionSource
 from tuijian.recall.related import RelatedSource
@@ -37,3 +38,4 @@ register_source("association", AssociationSource)
 register_source("item_cf_realtime", ItemCFRealtimeSource)
 register_source("item_cf", ItemCFSource)
 register_source("user_cf", UserCFSource)
+register_source("interest", InterestSource)

@@ -1,8 +1,9 @@
-"""Related recall for a detail page: listings like the one being viewed.
+"""Related recall for a detail page: the viewed listing's attributes as retrieval queries.
 
-A first, vectorized attribute match over the anchor's city and business line: same category,
-same district, close price (log scale), same brand/series and similar rooms score higher; the
-hot score breaks ties. The retrieval-engine query version deepens this in its own issue.
+Tiers from tight to loose — same category, district, series and a close price; then same
+category and a wider price band; then the category; then the business line — each one a
+retrieval-engine query over the anchor's city, hot first. The score is the tier (see the
+strategy's `rank_within_tiers`), so the closest matches lead and the ranker orders within each.
 """
 
 from __future__ import annotations
@@ -13,8 +14,32 @@ import numpy as np
 
 from tuijian.domain import FloatArray, IntArray
 from tuijian.recall.base import Catalog, RecallContext
+from tuijian.retrieval.base import Query
 
-ATTRS = ("category", "district", "price", "brand", "series", "rooms", "line", "city")
+ATTRS = ("category", "district", "price", "series", "line", "city", "rooms")
+
+
+def related_queries(a: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    """Query kwargs per tier for an anchor's attributes (codes; -1 / NaN = not applicable)."""
+    price = float(a["price"])
+    has_price = price == price and price > 0
+
+    def band(width: float) -> dict[str, tuple[float | None, float | None]]:
+        return {"price": (price / width, price * width)} if has_price else {}
+
+    cat = {"category": int(a["category"])}
+    tight = {**cat, "district": int(a["district"])}
+    if int(a["series"]) >= 0:
+        tight["series"] = int(a["series"])
+    elif int(a["rooms"]) >= 0:
+        tight["rooms"] = int(a["rooms"])
+    base = {"city": int(a["city"]), "line": int(a["line"]), "sort": "hotness", "limit": limit}
+    return [
+        {**base, "terms": tight, "ranges": band(1.3)},
+        {**base, "terms": cat, "ranges": band(1.6)},
+        {**base, "terms": cat},
+        {**base},
+    ]
 
 
 class RelatedSource:
@@ -22,29 +47,21 @@ class RelatedSource:
 
     def __init__(self, catalog: Catalog, params: dict[str, Any]) -> None:
         self.catalog = catalog
-        self.max_pool = int(params.get("max_pool", 50_000))
 
     async def recall(self, ctx: RecallContext, k: int) -> tuple[IntArray, FloatArray]:
         if ctx.anchor < 0:
             return np.empty(0, np.int64), np.empty(0)
-        store, index = self.catalog.store, self.catalog.index
-        a = store.gather(np.array([ctx.anchor]), ATTRS)
-        pool = index.group_list(int(a["city"][0]), int(a["line"][0]))[: self.max_pool]
-        pool = pool[pool != ctx.anchor]
-        if pool.size == 0:
-            return pool, np.empty(0)
-        c = store.gather(pool, ATTRS)
-        score = (
-            4.0 * (c["category"] == a["category"][0])
-            + 1.0 * (c["district"] == a["district"][0])
-            + 1.0 * ((c["brand"] == a["brand"][0]) & (c["brand"] >= 0))
-            + 1.0 * ((c["series"] == a["series"][0]) & (c["series"] >= 0))
-            + 0.5 * ((c["rooms"] == a["rooms"][0]) & (c["rooms"] >= 0))
-        ).astype(np.float64)
-        price_gap = np.abs(np.log1p(np.nan_to_num(c["price"].astype(np.float64)))
-                           - np.log1p(np.nan_to_num(float(a["price"][0]))))
-        score += 2.0 * np.exp(-2.0 * price_gap)
-        hot = index.hot[pool]
-        score += hot / max(float(hot.max()), 1e-9)
-        top = np.argsort(-score, kind="stable")[:k]
-        return pool[top], score[top]
+        cols = self.catalog.store.gather(np.array([ctx.anchor]), ATTRS)
+        anchor = {name: v[0] for name, v in cols.items()}
+        found: list[IntArray] = [np.array([ctx.anchor], np.int64)]
+        tiers: list[FloatArray] = []
+        plan = related_queries(anchor, k)
+        total = 0
+        for tier, kwargs in enumerate(plan):
+            idx, _ = self.catalog.engine.search(Query(exclude=np.concatenate(found), **kwargs))
+            found.append(idx)
+            tiers.append(np.full(idx.shape[0], float(len(plan) - tier)))
+            total += idx.shape[0]
+            if total >= k:
+                break
+        return np.concatenate(found[1:])[:k], np.concatenate(tiers)[:k]

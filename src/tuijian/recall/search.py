@@ -1,9 +1,11 @@
-"""Search recall for few/no-result searches: the user's filters, relaxed step by step.
+"""Search recall for few/no-result searches: the user's filters as a retrieval-engine query,
+relaxed step by step.
 
 Each relaxation step drops or widens one filter (district, then price, then the fine
 attributes, then the business line) until enough listings match. Results keep the order of the
-step that found them, so exact matches always lead; the steps taken are reported back so the
-client can say "showing results near your search".
+step that found them — the score is the step's tier, exact matches highest — and the hot order
+within a step; the steps taken are reported back so the client can say "showing results near
+your search".
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 
 from tuijian.domain import FloatArray, IntArray
 from tuijian.recall.base import Catalog, RecallContext
+from tuijian.retrieval.base import Query
 
 RELAX_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("exact", ()),
@@ -22,7 +25,33 @@ RELAX_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("drop_attributes", ("rooms", "brand", "category")),
     ("drop_line", ("line",)),
 )
-FILTER_COLUMNS = ("line", "district", "category", "price", "rooms", "brand")
+TERMS = ("district", "category", "rooms", "brand")
+WIDEN = 1.5
+
+
+def relaxed_queries(f: dict[str, Any], city: int, limit: int
+                    ) -> list[tuple[str, dict[str, Any]]]:
+    """The (step, Query kwargs) sequence for filters `f`; steps that change nothing are left
+    out."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    dropped: set[str] = set()
+    for step, drops in RELAX_STEPS:
+        if step != "exact" and not any(
+                k in f for d in drops for k in (("price_min", "price_max") if d == "price"
+                                                else (d,))):
+            continue
+        dropped.update(drops)
+        widen = WIDEN if "price" in dropped else 1.0
+        lo, hi = f.get("price_min"), f.get("price_max")
+        ranges = {} if lo is None and hi is None else {"price": (
+            None if lo is None else lo / widen, None if hi is None else hi * widen)}
+        out.append((step, {
+            "city": city if city >= 0 else None,
+            "line": None if "line" in dropped else f.get("line"),
+            "terms": {t: f[t] for t in TERMS if t in f and t not in dropped},
+            "ranges": ranges, "sort": "hotness", "limit": limit,
+        }))
+    return out
 
 
 class SearchSource:
@@ -33,55 +62,23 @@ class SearchSource:
         self.enough = int(params.get("enough", 50))
 
     async def recall(self, ctx: RecallContext, k: int) -> tuple[IntArray, FloatArray]:
-        f = ctx.request.filters
-        index = self.catalog.index
-        line = f.get("line")
-        pool = (index.group_list(ctx.city, line) if line is not None and ctx.city >= 0
-                else index.city_list(ctx.city))
-        if line is not None:
-            # the "drop_line" step needs the whole city, not just the line's list
-            pool = np.concatenate([pool, index.city_list(ctx.city)])
-            _, first = np.unique(pool, return_index=True)
-            pool = pool[np.sort(first)]
-        cols = self.catalog.store.gather(pool, FILTER_COLUMNS)
+        engine = self.catalog.engine
         found: list[IntArray] = []
         tiers: list[FloatArray] = []
-        taken = np.zeros(pool.shape[0], bool)
-        dropped: set[str] = set()
         steps: list[str] = []
-        for step, drops in RELAX_STEPS:
-            dropped.update(drops)
-            mask = _match(cols, f, dropped) & ~taken
-            if step != "exact" and not drops_apply(f, drops):
-                continue
+        taken = 0
+        plan = relaxed_queries(ctx.request.filters, ctx.city, k)
+        for tier, (step, kwargs) in enumerate(plan):
+            exclude = np.concatenate(found) if found else ()
+            idx, _ = engine.search(Query(exclude=exclude, **kwargs))
             steps.append(step)
-            found.append(np.flatnonzero(mask))
-            tiers.append(np.full(found[-1].size, float(len(RELAX_STEPS) - len(steps) + 1)))
-            taken |= mask
-            if taken.sum() >= max(self.enough, 1):
+            found.append(idx)
+            tiers.append(np.full(idx.shape[0], float(len(plan) - tier)))
+            taken += idx.shape[0]
+            if taken >= max(self.enough, 1):
                 break
         ctx.notes["relaxed"] = steps[1:]
-        ctx.notes["exact_matches"] = int(found[0].size) if found else 0
+        ctx.notes["exact_matches"] = int(found[0].shape[0]) if found else 0
         if not found:
             return np.empty(0, np.int64), np.empty(0)
-        # the score is the relaxation tier: exact matches highest (see rank_within_tiers)
-        return pool[np.concatenate(found)[:k]], np.concatenate(tiers)[:k]
-
-
-def drops_apply(filters: dict[str, Any], drops: tuple[str, ...]) -> bool:
-    keys = {"price": ("price_min", "price_max")}
-    return any(k in filters for d in drops for k in keys.get(d, (d,)))
-
-
-def _match(cols: dict[str, Any], f: dict[str, Any], dropped: set[str]) -> Any:
-    mask = np.ones(cols["line"].shape[0], bool)
-    for name in ("line", "district", "category", "rooms", "brand"):
-        if name in f and name not in dropped:
-            mask &= cols[name] == f[name]
-    price = cols["price"]
-    widen = 1.5 if "price" in dropped else 1.0
-    if "price_min" in f:
-        mask &= price >= f["price_min"] / widen
-    if "price_max" in f:
-        mask &= price <= f["price_max"] * widen
-    return mask
+        return np.concatenate(found)[:k], np.concatenate(tiers)[:k]

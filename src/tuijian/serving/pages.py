@@ -39,7 +39,8 @@ def item_public(record: dict[str, Any]) -> dict[str, Any]:
 def profile_public(service: Service, user_id: str) -> dict[str, Any]:
     """A user's profile as the pipeline sees it: location, recent clicks, interest tags."""
     prof = service.profiles.peek(user_id)
-    names = {**_CODES, "district": tuple(d for _, d in vocab.DISTRICTS)}
+    names = {**_CODES, "district": tuple(d for _, d in vocab.DISTRICTS),
+             "price_band": ("lowest", "low", "middle", "high", "highest")}
     item_ids = service.store.column("item_id")
     return {
         "user_id": prof.user_id,

@@ -35,6 +35,7 @@ from tuijian.jobs.registry import LOADERS
 from tuijian.recall.base import Catalog
 from tuijian.recall.index import RecallIndex
 from tuijian.recall.item_cf_realtime import RealtimeItemCF
+from tuijian.retrieval.engine import RetrievalEngine
 from tuijian.serving.metrics import Metrics
 from tuijian.serving.pipeline import Pipeline
 
@@ -90,7 +91,10 @@ class Service:
                          [self.item_cf_realtime])
         self._index_lock = threading.Lock()
         self._upserted_during_build: list[IntArray] | None = None
-        self.catalog = Catalog(self.store, RecallIndex.build(self.store, now, curve))
+        index = RecallIndex.build(self.store, now, curve)
+        engine = RetrievalEngine.build(self.store)
+        engine.set_hotness(index.hot)
+        self.catalog = Catalog(self.store, index, engine)
         self.artifacts = ArtifactStore(data)
         self.model_versions: dict[str, str] = {}
         self.reload_models()
@@ -113,7 +117,9 @@ class Service:
     def upsert_items(self, rows: list[dict[str, Any]]) -> int:
         with self._index_lock:
             idx = self.store.upsert(pa.Table.from_pylist(rows))
+            self.catalog.engine.add(idx)
             self.catalog.index.add(self.store, idx)
+            self.catalog.engine.set_hotness(self.catalog.index.hot)
             if self._upserted_during_build is not None:
                 self._upserted_during_build.append(idx)
         return len(idx)
@@ -162,6 +168,7 @@ class Service:
             for idx in pending:
                 index.add(self.store, idx)
             self.catalog.index = index
+            self.catalog.engine.set_hotness(index.hot)
 
     def snapshot(self) -> None:
         """Fold upsert journals into the Parquet snapshots (at shutdown or on a schedule)."""
