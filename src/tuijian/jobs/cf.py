@@ -94,3 +94,24 @@ def _meta(m: BehaviorMatrix, params: dict[str, object], table: pa.Table, now: fl
           ) -> dict[str, object]:
     return {"params": params, "users": len(m.user_ids), "items": int(m.item_ids.shape[0]),
             "interactions": int(m.X.nnz), "rows": table.num_rows, "now": now}
+
+
+class MFJob:
+    """ALS (implicit) on the behavior matrix → item and user factors for the `mf` source."""
+
+    name = "mf"
+
+    def run(self, ctx: JobContext) -> Artifact:
+        p = {"factors": 64, "regularization": 50.0, "alpha": 10.0, "iterations": 15,
+             **ctx.params}
+        m = behavior_matrix(ctx.events_sql, ctx.now)
+        ctx.progress("fit", 0.2)
+        model = create_model("als", **p).fit(m.X)
+        item_f = np.asarray(model.item_factors_, np.float32)  # type: ignore[attr-defined]
+        user_f = np.asarray(model.user_factors_, np.float32)  # type: ignore[attr-defined]
+        items = pa.table({"item_id": pa.array(m.item_ids),
+                          "vector": pa.array(list(item_f), pa.list_(pa.float32()))})
+        users = pa.table({"user_id": pa.array(m.user_ids, pa.string()),
+                          "vector": pa.array(list(user_f), pa.list_(pa.float32()))})
+        return ctx.artifacts.write(self.name, {"items": items, "users": users},
+                                   _meta(m, p, items, ctx.now))

@@ -9,14 +9,16 @@ from tuijian.data.items import ItemFeatureCenter
 from tuijian.jobs.artifacts import Artifact
 from tuijian.jobs.association import AssociationJob
 from tuijian.jobs.base import Job, Loader
-from tuijian.jobs.cf import ItemCFJob, UserCFJob
+from tuijian.jobs.cf import ItemCFJob, MFJob, UserCFJob
 from tuijian.recall.cf import UserLists
+from tuijian.recall.mf import FactorRecall
 from tuijian.recall.neighbors import NeighborTable
 
 JOBS: dict[str, Job] = {
     "association": AssociationJob(),
     "item_cf": ItemCFJob(),
     "user_cf": UserCFJob(),
+    "mf": MFJob(),
 }
 
 
@@ -29,4 +31,8 @@ LOADERS: dict[str, Loader] = {
     "item_cf": _neighbors,
     "user_cf": lambda artifact, store: UserLists.from_table(
         artifact.table("recommendations"), store),
+    "mf": lambda artifact, store: FactorRecall(
+        artifact.table("items"), artifact.table("users"),
+        float(artifact.meta()["params"]["regularization"]),
+        float(artifact.meta()["params"]["alpha"]), store),
 }

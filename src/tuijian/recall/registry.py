@@ -12,6 +12,7 @@ from tuijian.recall.cf import ItemCFSource, UserCFSource
 from tuijian.recall.hot import HotSource
 from tuijian.recall.interest import InterestSource
 from tuijian.recall.item_cf_realtime import ItemCFRealtimeSource
+from tuijian.recall.mf import MFSource
 from tuijian.recall.region import RegionSource
 from tuijian.recall.related import RelatedSource
 from tuijian.recall.search import SearchSource
@@ -39,3 +40,4 @@ register_source("item_cf_realtime", ItemCFRealtimeSource)
 register_source("item_cf", ItemCFSource)
 register_source("user_cf", UserCFSource)
 register_source("interest", InterestSource)
+register_source("mf", MFSource)

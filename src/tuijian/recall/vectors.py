@@ -1,0 +1,84 @@
+"""Embedding recall: a user vector, computed at request time, against an ANN index of items.
+
+Matrix factorization and the two-tower model both come down to this: each model publishes
+item vectors keyed by item id, the service maps them onto its own item indexes and an ANN
+index (recall/ann.py), and at request time turns the user's current history into a vector.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from tuijian.data.items import ItemFeatureCenter
+from tuijian.domain import FloatArray, IntArray
+from tuijian.recall.ann import ItemIndex
+from tuijian.recall.base import Catalog, RecallContext
+
+_EMPTY = (np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+class VectorIndex:
+    """ANN rows ↔ the service's dense item indexes."""
+
+    def __init__(self, ann: ItemIndex, item_ids: IntArray, store: ItemFeatureCenter) -> None:
+        self.ann = ann
+        self.row_to_idx = store.index_of(item_ids.tolist())
+        self.idx_to_row = np.full(len(store), -1, np.int64)
+        known = self.row_to_idx >= 0
+        self.idx_to_row[self.row_to_idx[known]] = np.flatnonzero(known)
+
+    def rows_of(self, idx: IntArray) -> IntArray:
+        """Model rows of item indexes; -1 for items the model never saw (new since the fit)."""
+        inside = (idx >= 0) & (idx < self.idx_to_row.shape[0])
+        return np.where(inside, self.idx_to_row[np.where(inside, idx, 0)], -1)
+
+    def search(self, vector: npt.NDArray[np.float32], k: int, exclude_idx: IntArray
+               ) -> tuple[IntArray, FloatArray]:
+        rows = self.rows_of(exclude_idx)
+        rows = rows[rows >= 0]
+        exclude = sp.csr_matrix((np.ones(rows.size), (np.zeros(rows.size, np.int64), rows)),
+                                shape=(1, self.ann.n_items))
+        found, scores = self.ann.search(vector[None, :], k, exclude)
+        ok = found[0] >= 0
+        idx = self.row_to_idx[found[0][ok]]
+        keep = idx >= 0  # items removed from the catalog since the fit
+        return idx[keep], scores[0][ok][keep]
+
+
+@runtime_checkable
+class UserEmbedder(Protocol):
+    """A published embedding model as the service uses it."""
+
+    vectors: VectorIndex
+
+    def user_vector(self, user_id: str, history: IntArray) -> npt.NDArray[np.float32] | None:
+        """The user's vector from their current history (item indexes, oldest first), or
+        None when the model can say nothing about them."""
+        ...
+
+
+class VectorSource:
+    """Recall by a user vector against a model's item ANN index."""
+
+    name = "vectors"
+    model = ""
+
+    def __init__(self, catalog: Catalog, params: dict[str, Any]) -> None:
+        self.catalog = catalog
+        self.history = int(params.get("history", 50))
+
+    async def recall(self, ctx: RecallContext, k: int) -> tuple[IntArray, FloatArray]:
+        model = self.catalog.models.get(self.model)
+        if not isinstance(model, UserEmbedder):
+            return _EMPTY
+        history = ctx.profile.clicked_array()[-self.history:]
+        if ctx.anchor >= 0:
+            history = np.concatenate([history, [ctx.anchor]])
+        vector = model.user_vector(ctx.request.user_id, history)
+        if vector is None:
+            return _EMPTY
+        return model.vectors.search(vector, k, history)
