@@ -194,8 +194,10 @@ def serve(
     import uvicorn
 
     from tuijian.serving.api import create_app
+    from tuijian.serving.service import settle_heap
 
     service = _open_service(data)
+    settle_heap()
     console.print(f"serving {len(service.store):,} items on http://{host}:{port}")
     try:
         uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
@@ -308,12 +310,14 @@ def bench_serve(
     items: int = 100_000,
     users: int = 100_000,
     requests: int = 2000,
+    simulate: Annotated[int, typer.Option(
+        help="Simulated requests + all batch jobs first, so every recall source works")] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """In-process guess_you_like latency on a freshly generated marketplace."""
     from tuijian.serving.bench import run_bench
 
-    result = run_bench(items, users, requests)
+    result = run_bench(items, users, requests, simulate_requests=simulate)
     if as_json:
         print(json.dumps(result))
     else:

@@ -68,6 +68,7 @@ class RecallIndex:
     prior_ctr: float  # marketplace CTR at build time, the Beta prior's mean
     position_ctr: FloatArray  # CTR by list position: what an exposure there is worth
     built_at: float = 0.0
+    version: int = 0  # bumped by every `add`, so caches over the lists know to refresh
 
     @classmethod
     def build(cls, store: ItemFeatureCenter, now: float,
@@ -104,6 +105,7 @@ class RecallIndex:
         for i, c in zip(idx.tolist(), cols["city"].tolist(), strict=True):
             fresh = self.fresh_by_city.get(c, _EMPTY)
             self.fresh_by_city[c] = np.concatenate([[i], fresh[fresh != i]])[:FRESH_POOL]
+        self.version += 1
 
     def list_for(self, granularity: str, *codes: int) -> IntArray:
         return self.lists[granularity].get(group_key(granularity, *codes), _EMPTY)

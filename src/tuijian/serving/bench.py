@@ -2,7 +2,10 @@
 
 Generates a marketplace of the requested size into a temporary directory, opens a Service on
 it, and times guess_you_like requests for users drawn at random (known users with their home
-city, so region and hot recall both run). Reports overall and per-stage percentiles.
+city, so region and hot recall both run). With `simulate_requests`, simulated traffic and every
+batch job run first and only users who clicked are drawn, so every recall source (CF, MF,
+association, real-time item-CF, interest) does real work. Reports overall and per-stage
+percentiles, and per-source recall latency.
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ import numpy as np
 from tuijian.config import Settings
 from tuijian.data.generator import generate_marketplace
 from tuijian.domain import RecommendRequest, Scene
-from tuijian.serving.service import Service
+from tuijian.data.eventlog import snapshot_sql
+from tuijian.jobs.base import JobContext
+from tuijian.jobs.registry import JOBS
+from tuijian.jobs.simulate import simulate
+from tuijian.serving.service import Service, settle_heap
 
 STAGES = ("recall", "rank", "rules", "display")
 
@@ -45,23 +52,45 @@ async def _drive(service: Service, users: list[str], requests: int, seed: int
     return out
 
 
-def run_bench(items: int, users: int, requests: int, seed: int = 3) -> dict[str, Any]:
+def warm_up(service: Service, data: Path, simulate_requests: int, seed: int) -> list[str]:
+    """Simulated traffic, then every batch job, so each recall source has something to say;
+    returns the users who clicked (the ones every source can serve)."""
+    now = time.time()
+    simulate(service, data / "generated", now - 86_400, 1.0, simulate_requests, seed)
+    ctx = JobContext(data, snapshot_sql(data / "events"), now)
+    for job in JOBS.values():
+        job.run(ctx)
+    service.reload_models()
+    return [u for u in service.profiles.active_users()
+            if service.profiles.get(u).recent_clicks]
+
+
+def run_bench(items: int, users: int, requests: int, seed: int = 3,
+              simulate_requests: int = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         t0 = time.perf_counter()
-        generate_marketplace(data / "generated", items, users, seed, time.time())
+        generate_marketplace(data / "generated", items, users, seed,
+                             time.time() - (86_400 if simulate_requests else 0))
         gen_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         service = Service(Settings(data_dir=data))
         open_s = time.perf_counter() - t0
         try:
             ids = service.profiles.table.keys()
+            if simulate_requests:
+                ids = warm_up(service, data, simulate_requests, seed)
+            settle_heap()
             asyncio.run(_drive(service, ids, min(200, requests), seed + 1))  # warm-up
             timings = asyncio.run(_drive(service, ids, requests, seed))
         finally:
             service.close()
     result: dict[str, Any] = percentiles([t["wall"] for t in timings])
     result["stages"] = {s: percentiles([t[s] for t in timings if s in t]) for s in STAGES}
+    sources = sorted({k for t in timings for k in t if k.startswith("source.")})
+    result["sources"] = {k.removeprefix("source."): percentiles([t[k] for t in timings if k in t])
+                         for k in sources}
     result.update(items=items, users=users, requests=requests,
-                  generate_s=round(gen_s, 2), open_s=round(open_s, 2))
+                  simulated_requests=simulate_requests, generate_s=round(gen_s, 2),
+                  open_s=round(open_s, 2))
     return result

@@ -201,7 +201,8 @@ class Pipeline:
         t0 = time.perf_counter()
         strat = self.strategies.recall[ids.recall]
         tasks = [
-            self._run_source(ids.recall, i, spec.name, spec.k, spec.budget_ms / 1000.0, ctx)
+            self._run_source(ids.recall, i, spec.name, spec.k, spec.budget_ms / 1000.0, ctx,
+                             timings)
             for i, spec in enumerate(strat.sources)
         ]
         outcomes = await asyncio.gather(*tasks)
@@ -240,7 +241,8 @@ class Pipeline:
         return filtered
 
     async def _run_source(self, rid: str, i: int, name: str, k: int, budget: float,
-                          ctx: RecallContext) -> tuple[Any, Any] | None:
+                          ctx: RecallContext, timings: dict[str, float]
+                          ) -> tuple[Any, Any] | None:
         """One source under its budget. Its time is measured inside its own coroutine, so
         sibling sources' CPU time (they share the event loop) is not charged to it; an I/O
         source is cancelled at the budget, a CPU-bound one cannot be pre-empted and is
@@ -262,6 +264,7 @@ class Pipeline:
             self.metrics.degradations.labels(f"recall.{name}", "error").inc()
             return None
         self.metrics.source_seconds.labels(name).observe(elapsed)
+        timings[f"source.{name}"] = elapsed
         if elapsed > budget:
             self.metrics.degradations.labels(f"recall.{name}", "timeout").inc()
             return None
