@@ -22,10 +22,11 @@ def test_cf_jobs_publish_and_their_sources_recall(service: Service) -> None:
     data = service.settings.data_dir
     simulate(service, data / "generated", NOW - 86400, 1.0, 600, seed=4)
     ctx = JobContext(data, snapshot_sql(data / "events"), NOW)
-    for name in ("item_cf", "user_cf", "mf"):
+    for name in ("item_cf", "user_cf", "mf", "two_tower"):
+        ctx.params = {"epochs": 2} if name == "two_tower" else {}
         meta = JOBS[name].run(ctx).meta()
         assert meta["rows"] > 0 and meta["interactions"] > 0, name
-    assert sorted(service.reload_models()) == ["item_cf", "mf", "user_cf"]
+    assert sorted(service.reload_models()) == ["item_cf", "mf", "two_tower", "user_cf"]
     # a user with clicks gets candidates from each source, none of them already clicked
     active = [u for u in service.profiles.active_users()
               if len(service.profiles.get(u).recent_clicks) >= 2]
@@ -33,7 +34,7 @@ def test_cf_jobs_publish_and_their_sources_recall(service: Service) -> None:
     user = active[0]
     prof = service.profiles.get(user)
     req = RecommendRequest(Scene.GUESS_YOU_LIKE, user, 20, NOW)
-    for name in ("item_cf", "user_cf", "mf"):
+    for name in ("item_cf", "user_cf", "mf", "two_tower"):
         source = SOURCES[name](service.catalog, {})
         idx, scores = asyncio.run(
             source.recall(RecallContext(req, prof, prof.city, None, None), 20))

@@ -35,6 +35,8 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ),
     ("ease", {"l2": 10.0}),
     ("sar", {"similarity": "jaccard"}),
+    ("two_tower", {"factors": 16, "hidden": 32, "epochs": 30, "batch_size": 128,
+                   "learning_rate": 0.01, "random_state": 3, "num_threads": 1}),
 ]
 IDS = [f"{name}-{params.get('similarity', '')}".rstrip("-") for name, params in CASES]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ class ArtifactStore:
         self.root = data_dir / "models"
 
     def write(self, name: str, tables: dict[str, pa.Table], meta: dict[str, Any],
-              files: dict[str, bytes] | None = None) -> Artifact:
+              extra: Callable[[Path], None] | None = None) -> Artifact:
+        """Publish a version; `extra(dir)` may add files (a saved model) before it goes live."""
         base = self.root / name
         base.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -52,8 +54,8 @@ class ArtifactStore:
         tmp.mkdir()
         for tname, table in tables.items():
             pq.write_table(table, tmp / f"{tname}.parquet")
-        for fname, data in (files or {}).items():
-            (tmp / fname).write_bytes(data)
+        if extra is not None:
+            extra(tmp)
         (tmp / "meta.json").write_text(json.dumps({**meta, "version": version}, default=str))
         final = base / version
         tmp.rename(final)

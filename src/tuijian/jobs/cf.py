@@ -115,3 +115,19 @@ class MFJob:
                           "vector": pa.array(list(user_f), pa.list_(pa.float32()))})
         return ctx.artifacts.write(self.name, {"items": items, "users": users},
                                    _meta(m, p, items, ctx.now))
+
+
+class TwoTowerJob:
+    """The two-tower model (PyTorch) on the behavior matrix; the artifact is the saved model
+    (towers, item vectors, faiss index) plus the item ids of its rows."""
+
+    name = "two_tower"
+
+    def run(self, ctx: JobContext) -> Artifact:
+        p = {"epochs": 10, "random_state": 42, **ctx.params}
+        m = behavior_matrix(ctx.events_sql, ctx.now)
+        ctx.progress("fit", 0.2)
+        model = create_model("two_tower", **p).fit(m.X)
+        items = pa.table({"item_id": pa.array(m.item_ids)})
+        return ctx.artifacts.write(self.name, {"items": items}, _meta(m, p, items, ctx.now),
+                                   extra=lambda path: model.save(path / "model"))

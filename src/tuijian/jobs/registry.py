@@ -9,16 +9,19 @@ from tuijian.data.items import ItemFeatureCenter
 from tuijian.jobs.artifacts import Artifact
 from tuijian.jobs.association import AssociationJob
 from tuijian.jobs.base import Job, Loader
-from tuijian.jobs.cf import ItemCFJob, MFJob, UserCFJob
+from tuijian.jobs.cf import ItemCFJob, MFJob, TwoTowerJob, UserCFJob
 from tuijian.recall.cf import UserLists
 from tuijian.recall.mf import FactorRecall
+from tuijian.recall.models.two_tower import TwoTower
 from tuijian.recall.neighbors import NeighborTable
+from tuijian.recall.two_tower import TowerRecall
 
 JOBS: dict[str, Job] = {
     "association": AssociationJob(),
     "item_cf": ItemCFJob(),
     "user_cf": UserCFJob(),
     "mf": MFJob(),
+    "two_tower": TwoTowerJob(),
 }
 
 
@@ -35,4 +38,6 @@ LOADERS: dict[str, Loader] = {
         artifact.table("items"), artifact.table("users"),
         float(artifact.meta()["params"]["regularization"]),
         float(artifact.meta()["params"]["alpha"]), store),
+    "two_tower": lambda artifact, store: TowerRecall(
+        TwoTower.load(artifact.path / "model"), artifact.table("items"), store),
 }

@@ -16,6 +16,7 @@ from tuijian.recall.mf import MFSource
 from tuijian.recall.region import RegionSource
 from tuijian.recall.related import RelatedSource
 from tuijian.recall.search import SearchSource
+from tuijian.recall.two_tower import TwoTowerSource
 
 SOURCES: dict[str, SourceFactory] = {}
 # Stable small codes for the per-candidate source column; "fallback" and "pinned" mark items
@@ -41,3 +42,4 @@ register_source("item_cf", ItemCFSource)
 register_source("user_cf", UserCFSource)
 register_source("interest", InterestSource)
 register_source("mf", MFSource)
+register_source("two_tower", TwoTowerSource)

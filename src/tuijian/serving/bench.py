@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from tuijian.config import Settings
+from tuijian.data.eventlog import snapshot_sql
 from tuijian.data.generator import generate_marketplace
 from tuijian.domain import RecommendRequest, Scene
-from tuijian.data.eventlog import snapshot_sql
 from tuijian.jobs.base import JobContext
 from tuijian.jobs.registry import JOBS
 from tuijian.jobs.simulate import simulate

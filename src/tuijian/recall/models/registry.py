@@ -11,10 +11,12 @@ from tuijian.recall.models.ease import EASE
 from tuijian.recall.models.item_cf import ItemCF
 from tuijian.recall.models.popularity import Popularity
 from tuijian.recall.models.sar import SAR
+from tuijian.recall.models.two_tower import TwoTower
 from tuijian.recall.models.user_cf import UserCF
 
 MODELS: dict[str, type[ModelBase]] = {
-    model.name: model for model in (Popularity, ItemCF, UserCF, ALS, BPR, EASE, SAR)
+    model.name: model
+    for model in (Popularity, ItemCF, UserCF, ALS, BPR, EASE, SAR, TwoTower)
 }
 
 
