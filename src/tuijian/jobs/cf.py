@@ -7,6 +7,8 @@ onto its own item indexes at load time.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import pyarrow as pa
 
@@ -19,11 +21,27 @@ from tuijian.recall.models.registry import create_model
 BATCH = 2048
 
 
-def _pairs(keys: list[object] | IntArray, ids: IntArray, scores: FloatArray,
-           lookup: IntArray) -> tuple[list[object], IntArray, FloatArray]:
-    """Flatten (n, k) id/score blocks into rows, dropping padding (-1)."""
-    rows, cols = np.nonzero(ids >= 0)
-    return [keys[r] for r in rows.tolist()], lookup[ids[rows, cols]], scores[rows, cols]
+TopK = Callable[[IntArray], tuple[IntArray, FloatArray]]
+
+
+def _top_lists(ctx: JobContext, stage: str, keys: Sequence[object], top: TopK,
+               item_ids: IntArray, key: str, other: str, key_type: pa.DataType) -> pa.Table:
+    """Run `top` over every row index in batches and flatten the (n, k) blocks into a
+    (key, other, score) table of ids, padding (-1) dropped."""
+    out_keys: list[object] = []
+    out_ids: list[IntArray] = [np.empty(0, np.int64)]
+    out_scores: list[FloatArray] = [np.empty(0)]
+    for start in range(0, len(keys), BATCH):
+        rows = np.arange(start, min(start + BATCH, len(keys)))
+        ids, scores = top(rows)
+        r, c = np.nonzero(ids >= 0)
+        out_keys += [keys[j] for j in rows[r].tolist()]
+        out_ids.append(item_ids[ids[r, c]])
+        out_scores.append(scores[r, c])
+        ctx.progress(stage, 0.2 + 0.7 * (start + BATCH) / max(len(keys), 1))
+    return pa.table({key: pa.array(out_keys, key_type),
+                     other: pa.array(np.concatenate(out_ids)),
+                     "score": pa.array(np.concatenate(out_scores))})
 
 
 class ItemCFJob:
@@ -37,19 +55,10 @@ class ItemCFJob:
         ctx.progress("fit", 0.2)
         model = create_model("item_cf", similarity=p["similarity"], n_neighbors=p["n_neighbors"])
         model.fit(m.X)
-        src: list[object] = []
-        dst: list[IntArray] = []
-        score: list[FloatArray] = []
-        n_items = m.item_ids.shape[0]
-        for start in range(0, n_items, BATCH):
-            items = np.arange(start, min(start + BATCH, n_items))
-            ids, scores = model.similar_items(items, int(p["k"]))
-            s, d, sc = _pairs(m.item_ids[items].tolist(), ids, scores, m.item_ids)
-            src += s
-            dst.append(d)
-            score.append(sc)
-            ctx.progress("neighbours", 0.2 + 0.7 * (start + BATCH) / max(n_items, 1))
-        table = _table("item_id", src, "neighbor_id", dst, score, pa.int64())
+        k = int(p["k"])
+        table = _top_lists(ctx, "neighbours", m.item_ids.tolist(),
+                           lambda rows: model.similar_items(rows, k), m.item_ids,
+                           "item_id", "neighbor_id", pa.int64())
         return ctx.artifacts.write(self.name, {"neighbors": table},
                                    _meta(m, p, table, ctx.now))
 
@@ -64,30 +73,12 @@ class UserCFJob:
         m = behavior_matrix(ctx.events_sql, ctx.now)
         ctx.progress("fit", 0.2)
         model = create_model("user_cf", n_neighbors=p["n_neighbors"]).fit(m.X)
-        users: list[object] = []
-        items: list[IntArray] = []
-        score: list[FloatArray] = []
-        n_users = len(m.user_ids)
-        for start in range(0, n_users, BATCH):
-            rows = np.arange(start, min(start + BATCH, n_users))
-            ids, scores = model.recommend(rows, m.X[rows], int(p["k"]))
-            u, i, s = _pairs([m.user_ids[r] for r in rows.tolist()], ids, scores, m.item_ids)
-            users += u
-            items.append(i)
-            score.append(s)
-            ctx.progress("recommend", 0.2 + 0.7 * (start + BATCH) / max(n_users, 1))
-        table = _table("user_id", users, "item_id", items, score, pa.string())
+        k = int(p["k"])
+        table = _top_lists(ctx, "recommend", m.user_ids,
+                           lambda rows: model.recommend(rows, m.X[rows], k), m.item_ids,
+                           "user_id", "item_id", pa.string())
         return ctx.artifacts.write(self.name, {"recommendations": table},
                                    _meta(m, p, table, ctx.now))
-
-
-def _table(key: str, keys: list[object], other: str, values: list[IntArray],
-           scores: list[FloatArray], key_type: pa.DataType) -> pa.Table:
-    return pa.table({
-        key: pa.array(keys, key_type),
-        other: pa.array(np.concatenate(values) if values else np.empty(0, np.int64)),
-        "score": pa.array(np.concatenate(scores) if scores else np.empty(0)),
-    })
 
 
 def _meta(m: BehaviorMatrix, params: dict[str, object], table: pa.Table, now: float

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Self
 
-import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
-from tuijian.recall.models.factors import FactorModel, single_threaded_blas
+from tuijian.recall.models.factors import FactorModel
 
 
 class ALS(FactorModel):
@@ -40,16 +39,12 @@ class ALS(FactorModel):
         self.num_threads = num_threads
 
     def fit(self, X: sp.csr_matrix) -> Self:
-        with single_threaded_blas():
-            mf = AlternatingLeastSquares(
-                factors=self.factors,
-                regularization=self.regularization,
-                alpha=self.alpha,
-                iterations=self.iterations,
-                random_state=self.random_state,
-                num_threads=self.num_threads,
-            )
-            mf.fit(sp.csr_matrix(X, dtype=np.float32), show_progress=False)
-        self.user_factors_ = np.asarray(mf.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(mf.item_factors, dtype=np.float32)
-        return self
+        return self._fit_implicit(
+            AlternatingLeastSquares, X,
+            factors=self.factors,
+            regularization=self.regularization,
+            alpha=self.alpha,
+            iterations=self.iterations,
+            random_state=self.random_state,
+            num_threads=self.num_threads,
+        )

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Self
 
-import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-from tuijian.recall.models.factors import FactorModel, single_threaded_blas
+from tuijian.recall.models.factors import FactorModel
 
 
 class BPR(FactorModel):
@@ -37,16 +36,12 @@ class BPR(FactorModel):
         self.num_threads = num_threads
 
     def fit(self, X: sp.csr_matrix) -> Self:
-        with single_threaded_blas():
-            mf = BayesianPersonalizedRanking(
-                factors=self.factors,
-                learning_rate=self.learning_rate,
-                regularization=self.regularization,
-                iterations=self.iterations,
-                random_state=self.random_state,
-                num_threads=self.num_threads,
-            )
-            mf.fit(sp.csr_matrix(X, dtype=np.float32), show_progress=False)
-        self.user_factors_ = np.asarray(mf.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(mf.item_factors, dtype=np.float32)
-        return self
+        return self._fit_implicit(
+            BayesianPersonalizedRanking, X,
+            factors=self.factors,
+            learning_rate=self.learning_rate,
+            regularization=self.regularization,
+            iterations=self.iterations,
+            random_state=self.random_state,
+            num_threads=self.num_threads,
+        )

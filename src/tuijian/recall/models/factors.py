@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,16 @@ class FactorModel(ModelBase):
     _state = ("user_factors_", "item_factors_")
     user_factors_: npt.NDArray[np.float32]
     item_factors_: npt.NDArray[np.float32]
+
+    def _fit_implicit(self, estimator: Callable[..., Any], X: sp.csr_matrix,
+                      **params: Any) -> Self:
+        """Fit one of implicit's factorization models and keep its factors as numpy."""
+        with single_threaded_blas():
+            mf = estimator(**params)
+            mf.fit(sp.csr_matrix(X, dtype=np.float32), show_progress=False)
+        self.user_factors_ = np.asarray(mf.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(mf.item_factors, dtype=np.float32)
+        return self
 
     def _score(self, users: IntArray, X: sp.csr_matrix) -> FloatArray:
         n_users = self.user_factors_.shape[0]
