@@ -165,12 +165,17 @@ class ModelBase:
         (out / "params.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> Self:
-        src = Path(path)
-        meta = json.loads((src / "params.json").read_text())
+    def unfitted_from(cls, src: Path) -> tuple[Self, dict[str, Any]]:
+        """The saved model's class, checked, built from its saved params; and its meta."""
+        meta: dict[str, Any] = json.loads((src / "params.json").read_text())
         if meta["model"] != cls.name:
             raise ValueError(f"{src} holds a {meta['model']!r} model, not {cls.name!r}")
-        model = cls(**meta["params"])
+        return cls(**meta["params"]), meta
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        src = Path(path)
+        model, _ = cls.unfitted_from(src)
         with np.load(src / "state.npz", allow_pickle=False) as state:
             for attr in cls._state:
                 if attr in state:

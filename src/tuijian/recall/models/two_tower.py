@@ -285,10 +285,7 @@ class TwoTower(ModelBase):
     @classmethod
     def load(cls, path: str | Path) -> Self:
         src = Path(path)
-        meta = json.loads((src / "params.json").read_text())
-        if meta["model"] != cls.name:
-            raise ValueError(f"{src} holds a {meta['model']!r} model, not {cls.name!r}")
-        model = cls(**meta["params"])
+        model, meta = cls.unfitted_from(src)
         shape = meta["shape"]
         towers = _Towers(shape["n_items"], shape["n_features"], model.factors, model.hidden)
         towers.load_state_dict(torch.load(src / "towers.pt", weights_only=True))
