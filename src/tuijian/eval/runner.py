@@ -33,6 +33,7 @@ FUSION_DEPTH = 100  # how deep each model's list goes into a fused strategy
 FUSED: dict[str, tuple[str, tuple[str, ...]]] = {
     "fused_rrf(ease+als)": ("rrf", ("ease", "als")),
     "fused_rrf(ease+als+item_cf)": ("rrf", ("ease", "als", "item_cf")),
+    "fused_rrf(ease+als+two_tower)": ("rrf", ("ease", "als", "two_tower")),
     "fused_quota(ease+als)": ("quota", ("ease", "als")),
     "fused_tiered(ease+als+item_cf)": ("tiered", ("ease", "als", "item_cf")),
 }
