@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from tuijian.data.eventlog import EventLog, snapshot_sql
+from tuijian.data.vocab import CITY_NAMES
 from tuijian.domain import Event, RecommendRequest, Scene
 from tuijian.jobs.association import AssociationJob
 from tuijian.jobs.base import JobContext
@@ -84,7 +85,8 @@ async def test_realtime_item_cf_has_neighbours_a_moment_after_the_clicks(
     # another user who clicks the first item now gets the second from real-time item-CF
     other = service.profiles.get("u6")
     other.recent_clicks.append(i1)
+    city = CITY_NAMES[int(service.store.column("city")[i2])]
     rec2 = await service.pipeline.recommend(RecommendRequest(Scene.GUESS_YOU_LIKE, "u6", 300,
-                                                             NOW))
+                                                             NOW, city=city))
     hits = [it for it in rec2.items if it["item_id"] == second["item_id"]]
     assert hits and "item_cf_realtime" in hits[0]["sources"]

@@ -42,6 +42,8 @@ def test_cf_jobs_publish_and_their_sources_recall(service: Service) -> None:
         assert np.all(np.diff(scores) <= 1e-9), name
         if name != "user_cf":  # user-CF lists come from the batch fit, not today's clicks
             assert not set(idx.tolist()) & set(prof.recent_clicks), name
+        if name in ("mf", "two_tower"):  # embeddings know taste; the source keeps the city
+            assert (service.store.column("city")[idx] == prof.city).all(), name
     # MF folds a brand-new visitor's clicks in at request time
     newcomer = service.profiles.get("newcomer")
     newcomer.recent_clicks.extend(list(prof.recent_clicks)[:3])

@@ -70,6 +70,10 @@ class VectorSource:
     def __init__(self, catalog: Catalog, params: dict[str, Any]) -> None:
         self.catalog = catalog
         self.history = int(params.get("history", 50))
+        # Embeddings know taste, not place: over-fetch and keep the request's city, since a
+        # classifieds user wants listings where they live.
+        self.local = bool(params.get("local", True))
+        self.overfetch = int(params.get("overfetch", 4))
 
     async def recall(self, ctx: RecallContext, k: int) -> tuple[IntArray, FloatArray]:
         model = self.catalog.models.get(self.model)
@@ -81,4 +85,8 @@ class VectorSource:
         vector = model.user_vector(ctx.request.user_id, history)
         if vector is None:
             return _EMPTY
-        return model.vectors.search(vector, k, history)
+        if not self.local or ctx.city < 0:
+            return model.vectors.search(vector, k, history)
+        idx, scores = model.vectors.search(vector, k * self.overfetch, history)
+        keep = self.catalog.store.gather(idx, ("city",))["city"] == ctx.city
+        return idx[keep][:k], scores[keep][:k]
