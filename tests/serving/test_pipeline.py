@@ -220,8 +220,9 @@ def test_an_item_upserted_during_a_rebuild_survives_the_swap(
     row = {"item_id": 8_000_001, "line": 1, "category": 3, "city": 4, "district": 30,
            "title": "mid-build listing", "refreshed_ts": int(NOW)}
 
-    def build_then_upsert(store: Any, now: float, curve: Any = None) -> Any:
-        built = real_build(store, now, curve)
+    def build_then_upsert(store: Any, now: float, curve: Any = None, recent: Any = None
+                          ) -> Any:
+        built = real_build(store, now, curve, recent)
         service.upsert_items([row])  # lands in the old index while the new one is built
         return built
 

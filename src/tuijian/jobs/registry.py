@@ -10,6 +10,7 @@ from tuijian.jobs.artifacts import Artifact
 from tuijian.jobs.association import AssociationJob
 from tuijian.jobs.base import Job, Loader
 from tuijian.jobs.cf import ItemCFJob, MFJob, TwoTowerJob, UserCFJob
+from tuijian.jobs.hot import HotJob, RecentStats
 from tuijian.recall.cf import UserLists
 from tuijian.recall.mf import FactorRecall
 from tuijian.recall.models.two_tower import TwoTower
@@ -17,6 +18,7 @@ from tuijian.recall.neighbors import NeighborTable
 from tuijian.recall.two_tower import TowerRecall
 
 JOBS: dict[str, Job] = {
+    "hot": HotJob(),
     "association": AssociationJob(),
     "item_cf": ItemCFJob(),
     "user_cf": UserCFJob(),
@@ -30,6 +32,7 @@ def _neighbors(artifact: Artifact, store: ItemFeatureCenter) -> object:
 
 
 LOADERS: dict[str, Loader] = {
+    "hot": lambda artifact, store: RecentStats.from_table(artifact.table("items"), store),
     "association": _neighbors,
     "item_cf": _neighbors,
     "user_cf": lambda artifact, store: UserLists.from_table(

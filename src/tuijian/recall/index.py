@@ -10,6 +10,7 @@ request. Requests read whichever index object is current, so a rebuild swaps in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -50,13 +51,25 @@ def group_key(granularity: str, *codes: int) -> int:
     return key
 
 
-def hot_scores(store: ItemFeatureCenter, idx: IntArray, now: float, prior: float
-               ) -> FloatArray:
-    """Quality-informed prior CTR × position-debiased COEC × freshness."""
+class Recent(Protocol):
+    """Recent per-item counters (the `hot` job), aligned with dense item indexes."""
+
+    uv: FloatArray
+    clicks: FloatArray
+    expected: FloatArray
+
+
+def hot_scores(store: ItemFeatureCenter, idx: IntArray, now: float, prior: float,
+               recent: Recent | None = None) -> FloatArray:
+    """Quality-informed prior CTR × position-debiased COEC × freshness, and, when the `hot`
+    job has published recent counters, COEC over the recent window × a unique-visitor lift."""
     c = store.gather(idx, ("quality", "refreshed_ts", "clicks", "expected_clicks"))
     base = smoothed_ctr(np.zeros(len(idx)), np.zeros(len(idx)), c["quality"], prior)
-    coec = smoothed_coec(c["clicks"], c["expected_clicks"])
-    return base * coec * (0.25 + 0.75 * freshness(c["refreshed_ts"], now, HOT_HALF_LIFE_H))
+    fresh = 0.25 + 0.75 * freshness(c["refreshed_ts"], now, HOT_HALF_LIFE_H)
+    if recent is None or recent.uv.shape[0] < len(store):
+        return base * smoothed_coec(c["clicks"], c["expected_clicks"]) * fresh
+    coec = smoothed_coec(recent.clicks[idx], recent.expected[idx])
+    return base * coec * (1.0 + 0.1 * np.log1p(recent.uv[idx])) * fresh
 
 
 @dataclass(slots=True)
@@ -72,13 +85,14 @@ class RecallIndex:
 
     @classmethod
     def build(cls, store: ItemFeatureCenter, now: float,
-              position_ctr: FloatArray | None = None) -> RecallIndex:
+              position_ctr: FloatArray | None = None, recent: Recent | None = None
+              ) -> RecallIndex:
         n = len(store)
         all_idx = np.arange(n)
         cols = store.gather(all_idx, ("city", "line", "district", "category", "series",
                                       "refreshed_ts", "clicks", "exposures"))
         prior = prior_ctr(cols["clicks"], cols["exposures"])
-        hot = hot_scores(store, all_idx, now, prior)
+        hot = hot_scores(store, all_idx, now, prior, recent)
         lists = {g: _grouped(_keys(g, cols), hot) for g in GRANULARITIES}
         fresh_by_city = {
             c: members[np.argsort(-cols["refreshed_ts"][members], kind="stable")[:FRESH_POOL]]

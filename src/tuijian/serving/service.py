@@ -32,6 +32,7 @@ from tuijian.display.tracking import TrackingCodec
 from tuijian.domain import Event, IntArray
 from tuijian.jobs.artifacts import ArtifactStore
 from tuijian.jobs.build import restore_counters, restore_profiles
+from tuijian.jobs.hot import RecentStats
 from tuijian.jobs.registry import LOADERS
 from tuijian.recall.base import Catalog
 from tuijian.recall.index import RecallIndex
@@ -109,7 +110,8 @@ class Service:
         self.catalog = Catalog(self.store, index, engine)
         self.artifacts = ArtifactStore(data)
         self.model_versions: dict[str, str] = {}
-        self.reload_models()
+        if "hot" in self.reload_models():
+            self.rebuild_index(now)
         self.pipeline = Pipeline(self.catalog, self.profiles, self.strategies, self.codec,
                                  self.exposures, self.metrics)
         self.ingestor = EventIngestor(self.log, self.store, self.profiles, self.codec)
@@ -171,8 +173,10 @@ class Service:
         with self._index_lock:
             self._upserted_during_build = []
         try:
+            recent = self.catalog.models.get("hot")
             index = RecallIndex.build(self.store, time.time() if now is None else now,
-                                      self.catalog.index.position_ctr)
+                                      self.catalog.index.position_ctr,
+                                      recent if isinstance(recent, RecentStats) else None)
         finally:
             with self._index_lock:
                 pending, self._upserted_during_build = self._upserted_during_build, None
