@@ -26,10 +26,6 @@ from tuijian.eval.split import stratified_split
 
 from ..conftest import DATASETS
 
-needs_ml100k = pytest.mark.skipif(
-    not (DATASETS / "ml-100k" / "u.data").is_file(), reason="MovieLens 100K not available"
-)
-
 
 def _relevant(rows: list[list[int]], n_items: int = 10) -> sp.csr_matrix:
     m = sp.lil_matrix((len(rows), n_items))
@@ -143,7 +139,6 @@ def test_loader_errors_name_the_problem(tmp_path: Path) -> None:
         load_interactions("bad.csv", tmp_path)
 
 
-@needs_ml100k
 def test_ml100k_loads() -> None:
     table = load_interactions("ml-100k", DATASETS)
     assert table.num_rows == 100_000
@@ -157,7 +152,6 @@ def test_ml100k_loads() -> None:
     }
 
 
-@needs_ml100k
 def test_evaluate_end_to_end_on_ml100k() -> None:
     seen: list[tuple[str, float]] = []
     started = time.perf_counter()
