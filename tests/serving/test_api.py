@@ -152,6 +152,10 @@ def test_upserted_item_is_visible_to_the_next_request(client: TestClient) -> Non
     rec = _recommend(client, user_id="visitor", n=50,
                      context={"city": "Xiamen", "lat": 24.45, "lon": 118.08})
     assert 5_000_000 in [i["item_id"] for i in rec["items"]]
+    found = _recommend(client, scene="search_fallback", user_id="searcher", n=5, context={
+        "city": "Xiamen", "filters": {"line": "house_rent", "district": "Siming", "rooms": 2,
+                                      "price_min": 3999, "price_max": 4001}})
+    assert found["items"][0]["item_id"] == 5_000_000  # the one exact match leads
     bad = client.put("/v1/items", json={"items": [{**item, "district": "Chaoyang"}]})
     assert bad.status_code == 422 and "district" in bad.text
 
