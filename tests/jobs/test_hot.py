@@ -36,3 +36,8 @@ def test_recent_clicks_lift_an_item_and_old_ones_do_not(service: Service) -> Non
     after = service.catalog.index.hot[[100, 101]]
     assert after[0] > 2 * before[0]  # 5 clicks where position 5 predicts a fraction of one
     assert after[1] <= before[1] * 1.01
+    # a new listing arriving must not switch the recent counters off for everyone else
+    service.upsert_items([{"item_id": 9_100_001, "line": 0, "category": 0, "city": 0,
+                           "district": 0, "title": "new", "refreshed_ts": int(NOW)}])
+    service.rebuild_index(NOW)
+    assert service.catalog.index.hot[100] == after[0]

@@ -35,3 +35,13 @@ def test_rrf_lifts_items_several_sources_rank_high() -> None:
     assert set(c.idx.tolist()) == {3, 1, 5}
     assert c.sources[0] == 3 and len(c) == 3
     assert c.source[c.idx.tolist().index(5)] == 1
+
+
+def test_quota_keeps_each_share_when_sources_overlap() -> None:
+    a = _r(0, list(range(100)))
+    b = _r(1, list(range(40)) + list(range(1000, 1060)))  # its head duplicates a's list
+    c = fuse([a, b], [100, 100], 100, "quota")
+    assert (c.source == 0).sum() == 50 and (c.source == 1).sum() == 50
+    assert set(c.idx[c.source == 1].tolist()) <= set(range(40, 90)) | set(range(1000, 1060))
+    both = c.idx < 40
+    assert (c.sources[both] == 3).all()

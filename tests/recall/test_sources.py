@@ -110,3 +110,20 @@ async def test_interest_queries_follow_the_profile(service: Service) -> None:
     assert lead[0] and not np.any(np.diff(lead.astype(int)) > 0)
     cold, _ = await InterestSource(service.catalog, {}).recall(_ctx(0), 60)
     assert cold.size == 0
+
+
+def test_editing_an_item_keeps_its_place_and_moving_it_changes_its_groups(
+        service: Service) -> None:
+    index, store = service.catalog.index, service.store
+    top = int(index.city_list(0)[0])
+    row = store.record(top)
+    edit = {k: row[k] for k in ("item_id", "line", "category", "city", "district", "title",
+                                "refreshed_ts", "quality", "publisher_id")}
+    service.upsert_items([{**edit, "price": (row["price"] or 100) * 1.01}])
+    assert int(service.catalog.index.city_list(0)[0]) == top
+    other = next(d for d in range(len(index.lists["district"]) + 50)
+                 if d != row["district"] and d in index.lists["district"])
+    service.upsert_items([{**edit, "district": other}])
+    index = service.catalog.index
+    assert top not in index.list_for("district", row["district"]).tolist()
+    assert top in index.list_for("district", other).tolist()

@@ -33,11 +33,7 @@ def fuse(results: Sequence[SourceResult], ks: Sequence[int], size: int, mode: st
     if mode == "rrf":
         return _rrf(results, ks, size)
     if mode == "quota":
-        total = max(sum(ks), 1)
-        shares = [max(1, round(size * k / total)) for k in ks]
-        heads = [(c, i[:s], sc[:s]) for (c, i, sc), s in zip(results, shares, strict=True)]
-        tails = [(c, i[s:], sc[s:]) for (c, i, sc), s in zip(results, shares, strict=True)]
-        ordered = heads + tails
+        ordered = _quota_order(results, ks, size)
     elif mode == "tiered":
         ordered = list(results)
     else:
@@ -45,11 +41,35 @@ def fuse(results: Sequence[SourceResult], ks: Sequence[int], size: int, mode: st
     idx = np.concatenate([r[1] for r in ordered]).astype(np.int64)
     score = np.concatenate([r[2] for r in ordered]).astype(np.float64)
     src = np.concatenate([np.full(r[1].shape[0], r[0], np.int16) for r in ordered])
-    uniq, first, inverse = np.unique(idx, return_index=True, return_inverse=True)
-    found_by = np.zeros(uniq.shape[0], np.int64)
-    np.bitwise_or.at(found_by, inverse, np.left_shift(1, src.astype(np.int64)))
+    _, first = np.unique(idx, return_index=True)
     keep = np.sort(first)[:size]
-    return Candidates(idx[keep], score[keep], src[keep], found_by[inverse[keep]])
+    return Candidates(idx[keep], score[keep], src[keep], _found_by(results, idx[keep]))
+
+
+def _quota_order(results: Sequence[SourceResult], ks: Sequence[int], size: int
+                 ) -> list[SourceResult]:
+    """Each source's share filled from its own list, skipping what an earlier source already
+    placed (so overlap never costs a source its share); then the leftovers, in source order."""
+    total = max(sum(ks), 1)
+    taken = np.empty(0, np.int64)
+    heads: list[SourceResult] = []
+    tails: list[SourceResult] = []
+    for (code, ids, scores), k in zip(results, ks, strict=True):
+        share = max(1, round(size * k / total))
+        pos = np.flatnonzero(~np.isin(ids, taken))
+        head, tail = pos[:share], pos[share:]
+        heads.append((code, ids[head], scores[head]))
+        tails.append((code, ids[tail], scores[tail]))
+        taken = np.concatenate([taken, ids[head]])
+    return heads + tails
+
+
+def _found_by(results: Sequence[SourceResult], idx: IntArray) -> IntArray:
+    """A bit per source code for every source whose list holds each of `idx`."""
+    mask = np.zeros(idx.shape[0], np.int64)
+    for code, ids, _ in results:
+        mask[np.isin(idx, ids)] |= np.int64(1) << code
+    return mask
 
 
 def _rrf(results: Sequence[SourceResult], ks: Sequence[int], size: int) -> Candidates:
@@ -66,15 +86,14 @@ def _rrf(results: Sequence[SourceResult], ks: Sequence[int], size: int) -> Candi
     uniq, inverse = np.unique(idx, return_inverse=True)
     score = np.zeros(uniq.shape[0])
     np.add.at(score, inverse, contrib)
-    found_by = np.zeros(uniq.shape[0], np.int64)
-    np.bitwise_or.at(found_by, inverse, np.left_shift(1, src))
     # credit each item to the source that contributed most to it
     best = np.lexsort((-contrib, inverse))
     first = best[np.concatenate([[True], np.diff(inverse[best]) != 0])]
     placed = np.empty(uniq.shape[0], np.int16)
     placed[inverse[first]] = src[first]
     order = np.argsort(-score, kind="stable")[:size]
-    return Candidates(uniq[order], score[order], placed[order], found_by[order])
+    return Candidates(uniq[order], score[order], placed[order],
+                      _found_by(results, uniq[order]))
 
 
 def exclude(cands: Candidates, *banned: IntArray) -> Candidates:

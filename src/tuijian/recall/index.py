@@ -10,9 +10,10 @@ request. Requests read whichever index object is current, so a rebuild swaps in 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from tuijian.data.items import ItemFeatureCenter
 from tuijian.data.vocab import CATEGORIES, CITIES, LINES, SERIES
@@ -54,22 +55,37 @@ def group_key(granularity: str, *codes: int) -> int:
 class Recent(Protocol):
     """Recent per-item counters (the `hot` job), aligned with dense item indexes."""
 
+    pv: FloatArray
     uv: FloatArray
     clicks: FloatArray
     expected: FloatArray
 
 
+def _recent(values: FloatArray, idx: IntArray) -> FloatArray:
+    """Recent counters of `idx`; 0 for items newer than the job's output."""
+    inside = idx < values.shape[0]
+    return np.where(inside, values[np.where(inside, idx, 0)], 0.0)
+
+
 def hot_scores(store: ItemFeatureCenter, idx: IntArray, now: float, prior: float,
                recent: Recent | None = None) -> FloatArray:
-    """Quality-informed prior CTR × position-debiased COEC × freshness, and, when the `hot`
-    job has published recent counters, COEC over the recent window × a unique-visitor lift."""
-    c = store.gather(idx, ("quality", "refreshed_ts", "clicks", "expected_clicks"))
-    base = smoothed_ctr(np.zeros(len(idx)), np.zeros(len(idx)), c["quality"], prior)
-    fresh = 0.25 + 0.75 * freshness(c["refreshed_ts"], now, HOT_HALF_LIFE_H)
-    if recent is None or recent.uv.shape[0] < len(store):
-        return base * smoothed_coec(c["clicks"], c["expected_clicks"]) * fresh
-    coec = smoothed_coec(recent.clicks[idx], recent.expected[idx])
-    return base * coec * (1.0 + 0.1 * np.log1p(recent.uv[idx])) * fresh
+    """CTR smoothed with a quality-leaning Beta prior × √COEC (the position-debiased view of
+    the same clicks) × a unique-visitor lift × freshness.
+
+    Counts are the `hot` job's recent window (PV = exposures, UV, clicks, expected clicks)
+    when a version is loaded, else the live all-time counters (UV then unknown: no lift).
+    """
+    c = store.gather(idx, ("quality", "refreshed_ts", "clicks", "exposures", "expected_clicks"))
+    if recent is None:
+        clicks, pv, expected = c["clicks"], c["exposures"], c["expected_clicks"]
+        lift: float | FloatArray = 1.0
+    else:
+        clicks, pv = _recent(recent.clicks, idx), _recent(recent.pv, idx)
+        expected = _recent(recent.expected, idx)
+        lift = 1.0 + 0.1 * np.log1p(_recent(recent.uv, idx))
+    ctr = smoothed_ctr(clicks, pv, c["quality"], prior)
+    coec = np.sqrt(smoothed_coec(clicks, expected))
+    return ctr * coec * lift * (0.25 + 0.75 * freshness(c["refreshed_ts"], now, HOT_HALF_LIFE_H))
 
 
 @dataclass(slots=True)
@@ -80,6 +96,8 @@ class RecallIndex:
     global_hot: IntArray  # the overall top list: the last-resort fallback
     prior_ctr: float  # marketplace CTR at build time, the Beta prior's mean
     position_ctr: FloatArray  # CTR by list position: what an exposure there is worth
+    keys: dict[str, IntArray]  # granularity -> each item's group key when last indexed
+    recent: Recent | None = None
     built_at: float = 0.0
     version: int = 0  # bumped by every `add`, so caches over the lists know to refresh
 
@@ -93,29 +111,40 @@ class RecallIndex:
                                       "refreshed_ts", "clicks", "exposures"))
         prior = prior_ctr(cols["clicks"], cols["exposures"])
         hot = hot_scores(store, all_idx, now, prior, recent)
-        lists = {g: _grouped(_keys(g, cols), hot) for g in GRANULARITIES}
+        keys = {g: _keys(g, cols) for g in GRANULARITIES}
+        lists = {g: _grouped(keys[g], hot) for g in GRANULARITIES}
         fresh_by_city = {
             c: members[np.argsort(-cols["refreshed_ts"][members], kind="stable")[:FRESH_POOL]]
             for c, members in lists["city"].items()
         }
         top = np.argsort(-hot, kind="stable")[:1000].astype(np.int64)
         curve = default_position_ctr(prior) if position_ctr is None else position_ctr
-        return cls(hot, lists, fresh_by_city, top, prior, curve, built_at=now)
+        return cls(hot, lists, fresh_by_city, top, prior, curve, keys, recent, built_at=now)
 
     def add(self, store: ItemFeatureCenter, idx: IntArray) -> None:
-        """Make freshly upserted items recallable now (full re-ordering waits for a rebuild)."""
+        """Make upserted items recallable now: a new item is inserted by its score, a changed
+        one keeps its place unless its group changed (then it moves). Full re-ordering waits
+        for the next rebuild."""
         n = len(store)
         if self.hot.shape[0] < n:
-            grown = np.zeros(n, np.float64)
-            grown[: self.hot.shape[0]] = self.hot
-            self.hot = grown
-        self.hot[idx] = hot_scores(store, idx, self.built_at, self.prior_ctr)
+            self.hot = _grown(self.hot, n, 0.0)
+            for g in GRANULARITIES:
+                self.keys[g] = _grown(self.keys[g], n, -1)
+        self.hot[idx] = hot_scores(store, idx, self.built_at, self.prior_ctr, self.recent)
         cols = store.gather(idx, ("city", "line", "district", "category", "series"))
         for g in GRANULARITIES:
-            keys = _keys(g, cols)
-            for i, key in zip(idx.tolist(), keys.tolist(), strict=True):
-                members = self.lists[g].get(key, _EMPTY)
-                self.lists[g][key] = np.concatenate([members[members != i], [i]])
+            table = self.lists[g]
+            for i, key in zip(idx.tolist(), _keys(g, cols).tolist(), strict=True):
+                old = int(self.keys[g][i])
+                if old == key and key in table and (table[key] == i).any():
+                    continue
+                if old >= 0 and old in table:
+                    table[old] = table[old][table[old] != i]
+                self.keys[g][i] = key
+                if key >= 0:
+                    members = table.get(key, _EMPTY)
+                    at = int(np.searchsorted(-self.hot[members], -self.hot[i], side="right"))
+                    table[key] = np.concatenate([members[:at], [i], members[at:]])
         for i, c in zip(idx.tolist(), cols["city"].tolist(), strict=True):
             fresh = self.fresh_by_city.get(c, _EMPTY)
             self.fresh_by_city[c] = np.concatenate([[i], fresh[fresh != i]])[:FRESH_POOL]
@@ -129,6 +158,12 @@ class RecallIndex:
 
     def group_list(self, city: int, line: int) -> IntArray:
         return self.list_for("city_line", city, line)
+
+
+def _grown(values: npt.NDArray[Any], n: int, fill: float) -> npt.NDArray[Any]:
+    out = np.full(n, fill, values.dtype)
+    out[: values.shape[0]] = values
+    return out
 
 
 def _keys(granularity: str, cols: dict[str, IntArray]) -> IntArray:

@@ -177,12 +177,16 @@ class Service:
             index = RecallIndex.build(self.store, time.time() if now is None else now,
                                       self.catalog.index.position_ctr,
                                       recent if isinstance(recent, RecentStats) else None)
-        finally:
+        except BaseException:
             with self._index_lock:
-                pending, self._upserted_during_build = self._upserted_during_build, None
+                self._upserted_during_build = None
+            raise
+        # drain and swap under one hold of the lock: an upsert can land before (drained
+        # here) or after (added to the new index), never in between
         with self._index_lock:
-            for idx in pending:
+            for idx in self._upserted_during_build or []:
                 index.add(self.store, idx)
+            self._upserted_during_build = None
             self.catalog.index = index
             self.catalog.engine.set_hotness(index.hot)
 
