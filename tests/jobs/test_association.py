@@ -90,3 +90,15 @@ async def test_realtime_item_cf_has_neighbours_a_moment_after_the_clicks(
                                                              NOW, city=city))
     hits = [it for it in rec2.items if it["item_id"] == second["item_id"]]
     assert hits and "item_cf_realtime" in hits[0]["sources"]
+
+
+def test_realtime_co_clicks_fade_with_time() -> None:
+    from tuijian.recall.item_cf_realtime import RealtimeItemCF
+
+    cf = RealtimeItemCF(half_life_s=DAY)
+    cf.observe_click("b", 1, NOW - 5 * DAY)
+    cf.observe_click("b", 3, NOW - 5 * DAY + 10)  # 1 and 3 co-clicked five days ago
+    cf.observe_click("a", 1, NOW)
+    cf.observe_click("a", 2, NOW + 10)  # 1 and 2 co-clicked today
+    ids, scores = cf.neighbors(1)
+    assert ids.tolist()[0] == 2 and scores[0] > 4 * scores[1]

@@ -129,8 +129,8 @@ class _BrokenRanker:
 def faulty_pipeline(service: Service, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
     from tuijian.rank.registry import RANKERS
 
-    register_source("slow", _Slow)
-    register_source("broken", _Broken)
+    register_source("slow", _Slow, 50)
+    register_source("broken", _Broken, 51)
     monkeypatch.setitem(RANKERS, "broken_ranker", _BrokenRanker)
     strategies = load_strategies()
     strategies.recall["r_default"].sources[0].name = "slow"
@@ -167,7 +167,7 @@ async def test_a_request_nothing_can_serve_gets_the_cached_hot_list(
 
 def _every_default_source(service: Service, source: Any, budget_ms: float) -> Pipeline:
     """A pipeline whose guess_you_like recall runs only `source`, under `budget_ms`."""
-    register_source(source.name, source)
+    register_source(source.name, source, {"slow": 50, "busy": 52}[source.name])
     strategies = load_strategies()
     for spec in strategies.recall["r_default"].sources:
         spec.name, spec.budget_ms = source.name, budget_ms

@@ -20,14 +20,21 @@ from tuijian.domain import FloatArray, IntArray
 from tuijian.recall.neighbors import NeighborSource
 
 MAX_USERS = 200_000
+MAX_ITEMS = 500_000
 
 
 class RealtimeItemCF:
+    """Co-click weights that fade: each item's row (and click mass) is scaled by
+    2^(-Δt / half_life) whenever it is touched, so last week's co-clicks count half; rows of
+    items untouched for longest are dropped beyond MAX_ITEMS."""
+
     def __init__(self, history: int = 20, window_s: float = 86_400.0,
-                 max_neighbors: int = 200) -> None:
+                 max_neighbors: int = 200, half_life_s: float = 7 * 86_400.0) -> None:
         self.history, self.window_s, self.max_neighbors = history, window_s, max_neighbors
-        self._co: dict[int, dict[int, float]] = {}
+        self.half_life_s = half_life_s
+        self._co: OrderedDict[int, dict[int, float]] = OrderedDict()
         self._mass: dict[int, float] = {}
+        self._touched: dict[int, float] = {}
         self._recent: OrderedDict[str, deque[tuple[int, float]]] = OrderedDict()
 
     def observe_click(self, user_id: str, idx: int, ts: float) -> None:
@@ -38,9 +45,11 @@ class RealtimeItemCF:
                 self._recent.popitem(last=False)
         else:
             self._recent.move_to_end(user_id)
+        self._decay(idx, ts)
         self._mass[idx] = self._mass.get(idx, 0.0) + 1.0
         for other, other_ts in recent:
             if other != idx and abs(ts - other_ts) <= self.window_s:
+                self._decay(other, ts)
                 self._bump(idx, other)
                 self._bump(other, idx)
         recent.append((idx, ts))
@@ -56,12 +65,30 @@ class RealtimeItemCF:
         order = np.argsort(-score, kind="stable")
         return ids[order], score[order]
 
+    def _decay(self, i: int, ts: float) -> None:
+        last = self._touched.get(i)
+        self._touched[i] = ts if last is None else max(last, ts)
+        if last is None or ts <= last:
+            return
+        factor = 2.0 ** (-(ts - last) / self.half_life_s)
+        if i in self._mass:
+            self._mass[i] *= factor
+        row = self._co.get(i)
+        if row:
+            for j in row:
+                row[j] *= factor
+
     def _bump(self, i: int, j: int) -> None:
+        if i in self._co:
+            self._co.move_to_end(i)
+        elif len(self._co) >= MAX_ITEMS:
+            gone, _ = self._co.popitem(last=False)
+            self._mass.pop(gone, None)
+            self._touched.pop(gone, None)
         row = self._co.setdefault(i, {})
         row[j] = row.get(j, 0.0) + 1.0
         if len(row) > 2 * self.max_neighbors:  # keep memory bounded: drop the weakest half
-            keep = sorted(row.items(), key=lambda kv: -kv[1])[: self.max_neighbors]
-            self._co[i] = dict(keep)
+            self._co[i] = dict(sorted(row.items(), key=lambda kv: -kv[1])[: self.max_neighbors])
 
     def stats(self) -> dict[str, Any]:
         return {"items": len(self._co), "users": len(self._recent),

@@ -19,27 +19,33 @@ from tuijian.recall.search import SearchSource
 from tuijian.recall.two_tower import TwoTowerSource
 
 SOURCES: dict[str, SourceFactory] = {}
-# Stable small codes for the per-candidate source column; "fallback" and "pinned" mark items
-# the pipeline itself placed (the cached hot list, a push landing's notified item).
-SOURCE_NAMES: list[str] = ["fallback", "pinned"]
+# Source codes are stored in events (the `sources` bit mask) and tracking params, so they are
+# fixed per name, never derived from registration order. "fallback" and "pinned" mark items the
+# pipeline itself placed (the cached hot list, a push landing's notified item).
 SOURCE_CODE: dict[str, int] = {"fallback": 0, "pinned": 1}
+SOURCE_NAMES: dict[int, str] = {0: "fallback", 1: "pinned"}
+MAX_CODE = 62  # the bit mask is an int64
 
 
-def register_source(name: str, factory: SourceFactory) -> None:
+def register_source(name: str, factory: SourceFactory, code: int) -> None:
+    """Register a source under a code of its own, for good (events keep the code)."""
+    if SOURCE_NAMES.get(code, name) != name or SOURCE_CODE.get(name, code) != code:
+        raise ValueError(f"source code {code} or name {name!r} is already taken")
+    if not 0 <= code <= MAX_CODE:
+        raise ValueError(f"source code must be within 0..{MAX_CODE}")
     SOURCES[name] = factory
-    if name not in SOURCE_CODE:
-        SOURCE_CODE[name] = len(SOURCE_NAMES)
-        SOURCE_NAMES.append(name)
+    SOURCE_CODE[name] = code
+    SOURCE_NAMES[code] = name
 
 
-register_source("hot", HotSource)
-register_source("region", RegionSource)
-register_source("related", RelatedSource)
-register_source("search", SearchSource)
-register_source("association", AssociationSource)
-register_source("item_cf_realtime", ItemCFRealtimeSource)
-register_source("item_cf", ItemCFSource)
-register_source("user_cf", UserCFSource)
-register_source("interest", InterestSource)
-register_source("mf", MFSource)
-register_source("two_tower", TwoTowerSource)
+register_source("hot", HotSource, 2)
+register_source("region", RegionSource, 3)
+register_source("related", RelatedSource, 4)
+register_source("search", SearchSource, 5)
+register_source("association", AssociationSource, 6)
+register_source("item_cf_realtime", ItemCFRealtimeSource, 7)
+register_source("item_cf", ItemCFSource, 8)
+register_source("user_cf", UserCFSource, 9)
+register_source("interest", InterestSource, 10)
+register_source("mf", MFSource, 11)
+register_source("two_tower", TwoTowerSource, 12)

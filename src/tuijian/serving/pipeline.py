@@ -327,7 +327,8 @@ class Pipeline:
         for p, it in enumerate(items):
             it["source"] = SOURCE_NAMES[int(cands.source[p])]
             mask = int(cands.sources[p])
-            it["sources"] = [name for code, name in enumerate(SOURCE_NAMES) if mask >> code & 1]
+            it["sources"] = [name for code, name in sorted(SOURCE_NAMES.items())
+                             if mask >> code & 1]
             params.append(self.codec.encode(base.for_item(it["item_id"], p, it["source"], mask)))
             it["tracking"] = params[-1]
         self._observe("display", t0, timings)
