@@ -13,6 +13,12 @@ RUNS = [
     [sys.executable, "-m", "tuijian.cli", "bench", "serve", "--items", "1000000", "--users",
      "1000000", "--requests", "3000", "--json"],
     [sys.executable, str(HERE / "bench_ingest.py")],
+    [sys.executable, str(HERE / "bench_retrieval.py")],
+    # the recall stage with every source working: simulated traffic and all jobs first
+    [sys.executable, "-m", "tuijian.cli", "bench", "serve", "--items", "1000000", "--users",
+     "1000000", "--requests", "3000", "--simulate", "20000", "--json"],
+    [sys.executable, "-m", "tuijian.cli", "eval", "recall", "--dataset", "ml-100k",
+     "--data-dir", str(HERE.parent.parent / "shared" / "datasets"), "--k", "10", "--json"],
 ]
 
 if __name__ == "__main__":

@@ -231,3 +231,16 @@ def test_an_item_upserted_during_a_rebuild_survives_the_swap(
     pos = service.store.position(8_000_001)
     assert pos in service.catalog.index.group_list(4, 1)
     assert service.catalog.index.fresh_by_city[4][0] == pos
+
+
+async def test_the_rrf_strategy_serves_a_full_list(service: Service) -> None:
+    from tuijian.domain import StageIds
+
+    class RRF:
+        def assign(self, request: RecommendRequest) -> StageIds:
+            return StageIds("r_rrf", "rk_rule", "ru_default", "d_card")
+
+    pipe = Pipeline(service.catalog, service.profiles, service.strategies, service.codec, None,
+                    service.metrics, assigner=RRF())
+    rec = await pipe.recommend(_req(n=20))
+    assert len(rec.items) == 20 and rec.stage_ids.recall == "r_rrf" and not rec.degraded

@@ -71,15 +71,17 @@ def _binary(users: IntArray, items: IntArray, shape: tuple[int, int]) -> sp.csr_
 
 def _tune(
     name: str, fold: Fold, k: int, seed: int, report: Callable[[str], None]
-) -> tuple[dict[str, Any], float]:
-    """The grid point with the best validation nDCG@k (first one wins ties)."""
-    best: tuple[dict[str, Any], float] = ({}, -1.0)
+) -> tuple[dict[str, Any], float, IntArray]:
+    """The grid point with the best validation nDCG@k (first one wins ties), its score, and
+    its deep validation lists (what fused strategies are chosen on)."""
+    best: tuple[dict[str, Any], float, IntArray] = ({}, -1.0, np.empty((0, 0), np.int64))
     for params in candidates(name, seed):
         report(f"{name}: validating {params}")
         model = create_model(name, **params).fit(fold.train)
-        score = ndcg_at_k(fold.recommend(model, k), fold.test[fold.users], k)
+        deep = fold.recommend(model, FUSION_DEPTH)
+        score = ndcg_at_k(deep[:, :k], fold.test[fold.users], k)
         if score > best[1]:
-            best = (params, score)
+            best = (params, score, deep)
     return best
 
 
@@ -134,11 +136,12 @@ def evaluate(
 
     results: dict[str, Any] = {}
     deep: dict[str, IntArray] = {}
+    val_deep: dict[str, IntArray] = {}
     for name in names:
         if (reason := skipped[name]) is not None:
             results[name] = {"skipped": reason}
             continue
-        params, val_ndcg = _tune(name, val_fold, k, seed, report)
+        params, val_ndcg, val_deep[name] = _tune(name, val_fold, k, seed, report)
         report(f"{name}: fitting on train with {params}")
         model = create_model(name, **params)
         started = time.perf_counter()
@@ -155,11 +158,20 @@ def evaluate(
     for fused, (mode, parts) in FUSED.items():
         if all(p in deep for p in parts):
             recs = _fused(mode, [deep[p] for p in parts], k)
+            val_recs = _fused(mode, [val_deep[p] for p in parts], k)
             results[fused] = ranking_metrics(recs, test_fold.test[test_fold.users], k) | {
                 "coverage": catalog_coverage(recs, n_catalog),
                 "train_s": round(sum(results[p]["train_s"] for p in parts), 3),
                 "params": {"fusion": mode, "sources": list(parts), "depth": FUSION_DEPTH},
+                f"validation_ndcg@{k}": ndcg_at_k(val_recs, val_fold.test[val_fold.users], k),
             }
+    scored = {n: r for n, r in results.items() if f"validation_ndcg@{k}" in r}
+    singles = [n for n in scored if n not in FUSED]
+    fused_names = [n for n in scored if n in FUSED]
+
+    def by_validation(names: list[str]) -> str | None:
+        return max(names, key=lambda n: scored[n][f"validation_ndcg@{k}"], default=None)
+
     if progress is not None:
         progress("done", 1.0)
     return {
@@ -184,4 +196,6 @@ def evaluate(
             "recall_at_k, map_at_k (normalised by min(k, #relevant)), catalog_coverage",
         },
         "models": results,
+        # chosen on the validation split only: the honest "best" to quote
+        "selected": {"single": by_validation(singles), "fused": by_validation(fused_names)},
     }
