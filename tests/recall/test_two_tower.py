@@ -153,6 +153,10 @@ def test_item_features_feed_the_item_tower(tmp_path: Path) -> None:
     features = np.eye(GROUPS + 1, dtype=np.float32)[_block(np.arange(ITEMS))]
     fitted = TwoTower(**PARAMS | {"epochs": 10}).fit(TRAIN, item_features=features)
     assert fitted.towers_.item_features is not None
+    # the features change what the tower computes: other features, other item vectors
+    shuffled = features[np.random.default_rng(1).permutation(ITEMS)]
+    other = TwoTower(**PARAMS | {"epochs": 10}).fit(TRAIN, item_features=shuffled)
+    assert not np.allclose(other.item_vectors_, fitted.item_vectors_, atol=1e-3)
     fitted.save(tmp_path / "tt")
     loaded = TwoTower.load(tmp_path / "tt")
     np.testing.assert_array_equal(loaded.item_vectors_, fitted.item_vectors_)
