@@ -65,11 +65,18 @@ def _quota_order(results: Sequence[SourceResult], ks: Sequence[int], size: int
 
 
 def _found_by(results: Sequence[SourceResult], idx: IntArray) -> IntArray:
-    """A bit per source code for every source whose list holds each of `idx`."""
-    mask = np.zeros(idx.shape[0], np.int64)
-    for code, ids, _ in results:
-        mask[np.isin(idx, ids)] |= np.int64(1) << code
-    return mask
+    """A bit per source code for every source whose list holds each of `idx` (one sort of
+    all the sources' items, not a membership test per source)."""
+    if not results:
+        return np.zeros(idx.shape[0], np.int64)
+    every = np.concatenate([r[1] for r in results]).astype(np.int64)
+    bits = np.concatenate([np.full(r[1].shape[0], np.int64(1) << r[0], np.int64)
+                           for r in results])
+    uniq, inverse = np.unique(every, return_inverse=True)
+    mask = np.zeros(uniq.shape[0], np.int64)
+    np.bitwise_or.at(mask, inverse, bits)
+    pos = np.minimum(np.searchsorted(uniq, idx), max(uniq.shape[0] - 1, 0))
+    return np.where(uniq[pos] == idx, mask[pos], 0) if uniq.size else np.zeros_like(idx)
 
 
 def _rrf(results: Sequence[SourceResult], ks: Sequence[int], size: int) -> Candidates:

@@ -47,8 +47,10 @@ class RegionSource:
         pool, lats, lons, base, norm = self._pool(ctx.city)
         # plus the nearest listings whatever their age or heat: the pool only holds the city's
         # newest and hottest, and a big city has far more listings than that near any one user
-        near, _ = self.catalog.engine.search(Query(city=ctx.city, near=(lat, lon), limit=k,
-                                                   exclude=pool))
+        near, _ = self.catalog.engine.search(Query(city=ctx.city, near=(lat, lon), limit=k))
+        # pool is sorted (np.unique): a binary search drops the ones it already holds
+        at = np.minimum(np.searchsorted(pool, near), max(pool.shape[0] - 1, 0))
+        near = near[pool[at] != near] if pool.size else near
         if near.size:
             extra = self.catalog.store.gather(near, ("lat", "lon", "refreshed_ts"))
             pool = np.concatenate([pool, near])
