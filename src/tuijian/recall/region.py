@@ -31,6 +31,7 @@ class RegionSource:
         self.catalog = catalog
         self.scale_km = float(params.get("scale_km", 3.0))
         self.hot_pool = int(params.get("hot_pool", 2000))
+        self.nearest = int(params.get("nearest", 40))
         # city -> (index object, its version, (pool, lat, lon, newness + hotness, scorer)):
         # the pool's columns gathered once per index version, not once per request
         self._pools: dict[int, tuple[object, int, PoolEntry]] = {}
@@ -47,7 +48,8 @@ class RegionSource:
         pool, lats, lons, base, norm = self._pool(ctx.city)
         # plus the nearest listings whatever their age or heat: the pool only holds the city's
         # newest and hottest, and a big city has far more listings than that near any one user
-        near, _ = self.catalog.engine.search(Query(city=ctx.city, near=(lat, lon), limit=k))
+        near, _ = self.catalog.engine.search(Query(city=ctx.city, near=(lat, lon),
+                                                   limit=min(self.nearest, k)))
         # pool is sorted (np.unique): a binary search drops the ones it already holds
         at = np.minimum(np.searchsorted(pool, near), max(pool.shape[0] - 1, 0))
         near = near[pool[at] != near] if pool.size else near
