@@ -16,7 +16,7 @@ from tuijian.data.users import UserProfile
 from tuijian.data.vocab import CATEGORY_LINE
 from tuijian.domain import FloatArray, IntArray
 from tuijian.recall.base import Catalog, RecallContext
-from tuijian.retrieval.base import Query
+from tuijian.recall.tiers import search_tiers
 
 
 def _top(profile: UserProfile, name: str, n: int) -> list[int]:
@@ -55,17 +55,8 @@ class InterestSource:
         if ctx.city < 0 or not ctx.profile.interests:
             return np.empty(0, np.int64), np.empty(0)
         plan = interest_queries(ctx.profile, ctx.city, k, self.lines)
-        found: list[IntArray] = []
-        total = 0
-        for kwargs in plan:
-            exclude = np.concatenate(found) if found else ()
-            idx, _ = self.catalog.engine.search(Query(sort="hotness", exclude=exclude,
-                                                      **kwargs))
-            found.append(idx)
-            total += idx.shape[0]
-            if total >= k:
-                break
-        if not found:
+        tiers = search_tiers(self.catalog.engine, [{"sort": "hotness", **q} for q in plan], k)
+        if not tiers:
             return np.empty(0, np.int64), np.empty(0)
-        idx = np.concatenate(found)[:k]
+        idx = np.concatenate(tiers)[:k]
         return idx, self.catalog.index.hot[idx]

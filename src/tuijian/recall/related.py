@@ -14,7 +14,7 @@ import numpy as np
 
 from tuijian.domain import FloatArray, IntArray
 from tuijian.recall.base import Catalog, RecallContext
-from tuijian.retrieval.base import Query
+from tuijian.recall.tiers import by_tier, search_tiers
 
 ATTRS = ("category", "district", "price", "series", "line", "city", "rooms")
 
@@ -53,15 +53,6 @@ class RelatedSource:
             return np.empty(0, np.int64), np.empty(0)
         cols = self.catalog.store.gather(np.array([ctx.anchor]), ATTRS)
         anchor = {name: v[0] for name, v in cols.items()}
-        found: list[IntArray] = [np.array([ctx.anchor], np.int64)]
-        tiers: list[FloatArray] = []
         plan = related_queries(anchor, k)
-        total = 0
-        for tier, kwargs in enumerate(plan):
-            idx, _ = self.catalog.engine.search(Query(exclude=np.concatenate(found), **kwargs))
-            found.append(idx)
-            tiers.append(np.full(idx.shape[0], float(len(plan) - tier)))
-            total += idx.shape[0]
-            if total >= k:
-                break
-        return np.concatenate(found[1:])[:k], np.concatenate(tiers)[:k]
+        tiers = search_tiers(self.catalog.engine, plan, k, np.array([ctx.anchor], np.int64))
+        return by_tier(tiers, len(plan), k)

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from tuijian.domain import FloatArray, IntArray
 from tuijian.recall.base import Catalog, RecallContext
-from tuijian.retrieval.base import Query
+from tuijian.recall.tiers import by_tier, search_tiers
 
 RELAX_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("exact", ()),
@@ -62,23 +60,9 @@ class SearchSource:
         self.enough = int(params.get("enough", 50))
 
     async def recall(self, ctx: RecallContext, k: int) -> tuple[IntArray, FloatArray]:
-        engine = self.catalog.engine
-        found: list[IntArray] = []
-        tiers: list[FloatArray] = []
-        steps: list[str] = []
-        taken = 0
         plan = relaxed_queries(ctx.request.filters, ctx.city, k)
-        for tier, (step, kwargs) in enumerate(plan):
-            exclude = np.concatenate(found) if found else ()
-            idx, _ = engine.search(Query(exclude=exclude, **kwargs))
-            steps.append(step)
-            found.append(idx)
-            tiers.append(np.full(idx.shape[0], float(len(plan) - tier)))
-            taken += idx.shape[0]
-            if taken >= max(self.enough, 1):
-                break
+        tiers = search_tiers(self.catalog.engine, [kwargs for _, kwargs in plan], self.enough)
+        steps = [step for step, _ in plan[: len(tiers)]]
         ctx.notes["relaxed"] = steps[1:]
-        ctx.notes["exact_matches"] = int(found[0].shape[0]) if found else 0
-        if not found:
-            return np.empty(0, np.int64), np.empty(0)
-        return np.concatenate(found)[:k], np.concatenate(tiers)[:k]
+        ctx.notes["exact_matches"] = int(tiers[0].shape[0]) if tiers else 0
+        return by_tier(tiers, len(plan), k)
