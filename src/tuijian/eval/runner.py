@@ -22,12 +22,14 @@ from tuijian.eval.datasets import load_interactions, resolve
 from tuijian.eval.grids import candidates
 from tuijian.eval.metrics import catalog_coverage, ndcg_at_k, ranking_metrics
 from tuijian.eval.split import BoolArray, stratified_split
+from tuijian.eval.streams import ANCHORS, BUILDERS, DECAY, recommend_streams
 from tuijian.recall.fusion import fuse
 from tuijian.recall.models.base import InteractionModel
 from tuijian.recall.models.registry import MODELS, create_model
 
 ProgressFn = Callable[[str, float], None]
 RATIO = 0.75
+STREAM_SOURCES = tuple(BUILDERS)  # evaluated by replaying events through the serving code
 FUSION_DEPTH = 100  # how deep each model's list goes into a fused strategy
 # Fused strategies, evaluated with the serving path's own fusion code (recall/fusion.py).
 FUSED: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -109,7 +111,7 @@ def evaluate(
 
     `progress(message, fraction_done)` is called before each fit.
     """
-    names = list(MODELS) if models is None else models
+    names = list(MODELS) if models is None else [m for m in models if m not in STREAM_SOURCES]
     unknown = [name for name in names if name not in MODELS]
     if unknown:
         raise KeyError(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
@@ -125,7 +127,9 @@ def evaluate(
     n_catalog = int(np.count_nonzero(test_fold.train.getnnz(axis=0)))
 
     skipped = {name: MODELS[name].unsupported(*shape) for name in names}
+    streams = [n for n in STREAM_SOURCES if models is None or n in models]
     total = sum(len(candidates(name, seed)) + 1 for name in names if skipped[name] is None)
+    total = max(total + len(streams), 1)
     done = 0
 
     def report(message: str) -> None:
@@ -155,6 +159,17 @@ def evaluate(
             "params": model.get_params(),
             f"validation_ndcg@{k}": val_ndcg,
         }
+    if streams:
+        ts = table["timestamp"].to_numpy().astype(np.int64)
+        for name in streams:
+            report(f"{name}: replaying the training events")
+            recs, build_s = recommend_streams(name, users[in_train], items[in_train],
+                                              ts[in_train], shape[1], test_fold.users, k)
+            results[name] = ranking_metrics(recs, test_fold.test[test_fold.users], k) | {
+                "coverage": catalog_coverage(recs, n_catalog),
+                "train_s": round(build_s, 3),
+                "params": {"anchors": ANCHORS, "decay": DECAY, "tuned": False},
+            }
     for fused, (mode, parts) in FUSED.items():
         if all(p in deep for p in parts):
             recs = _fused(mode, [deep[p] for p in parts], k)

@@ -7,6 +7,7 @@ they share one source implementation over a `Neighbors` lookup.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -69,21 +70,29 @@ class NeighborSource:
         assert isinstance(table, Neighbors)
         anchors = [ctx.anchor] if ctx.anchor >= 0 else \
             list(reversed(ctx.profile.recent_clicks))[: self.anchors]
-        ids: list[IntArray] = []
-        scores: list[FloatArray] = []
-        for step, a in enumerate(anchors):
-            n, s = table.neighbors(a)
-            ids.append(n)
-            scores.append(s * self.decay ** step)
-        if not ids:
-            return _EMPTY_I, _EMPTY_F
-        cand = np.concatenate(ids)
-        if cand.size == 0:
-            return _EMPTY_I, _EMPTY_F
-        uniq, inverse = np.unique(cand, return_inverse=True)
-        total = np.zeros(uniq.shape[0])
-        np.add.at(total, inverse, np.concatenate(scores))
-        keep = ~np.isin(uniq, np.asarray(anchors, np.int64))
-        uniq, total = uniq[keep], total[keep]
-        top = np.argsort(-total, kind="stable")[:k]
-        return uniq[top], total[top]
+        return walk(table, anchors, self.decay, k)
+
+
+def walk(table: Neighbors, anchors: Sequence[int], decay: float, k: int,
+         exclude: IntArray | None = None) -> tuple[IntArray, FloatArray]:
+    """Sum the anchors' neighbour scores, the i-th anchor weighted decay**i; drop the anchors
+    themselves (and `exclude`); the top k, best first."""
+    ids: list[IntArray] = []
+    scores: list[FloatArray] = []
+    for step, a in enumerate(anchors):
+        n, s = table.neighbors(a)
+        ids.append(n)
+        scores.append(s * decay ** step)
+    cand = np.concatenate(ids) if ids else _EMPTY_I
+    if cand.size == 0:
+        return _EMPTY_I, _EMPTY_F
+    uniq, inverse = np.unique(cand, return_inverse=True)
+    total = np.zeros(uniq.shape[0])
+    np.add.at(total, inverse, np.concatenate(scores))
+    banned = np.asarray(anchors, np.int64)
+    if exclude is not None:
+        banned = np.concatenate([banned, exclude])
+    keep = ~np.isin(uniq, banned)
+    uniq, total = uniq[keep], total[keep]
+    top = np.argsort(-total, kind="stable")[:k]
+    return uniq[top], total[top]
