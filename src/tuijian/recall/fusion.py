@@ -51,16 +51,17 @@ def _quota_order(results: Sequence[SourceResult], ks: Sequence[int], size: int
     """Each source's share filled from its own list, skipping what an earlier source already
     placed (so overlap never costs a source its share); then the leftovers, in source order."""
     total = max(sum(ks), 1)
-    taken = np.empty(0, np.int64)
+    top = max((int(r[1].max()) for r in results if r[1].size), default=-1)
+    taken = np.zeros(top + 1, bool)  # a membership mask: O(k) per source, no sorting
     heads: list[SourceResult] = []
     tails: list[SourceResult] = []
     for (code, ids, scores), k in zip(results, ks, strict=True):
         share = max(1, round(size * k / total))
-        pos = np.flatnonzero(~np.isin(ids, taken))
+        pos = np.flatnonzero(~taken[ids])
         head, tail = pos[:share], pos[share:]
         heads.append((code, ids[head], scores[head]))
         tails.append((code, ids[tail], scores[tail]))
-        taken = np.concatenate([taken, ids[head]])
+        taken[ids[head]] = True
     return heads + tails
 
 

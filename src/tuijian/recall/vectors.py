@@ -11,7 +11,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from tuijian.data.items import ItemFeatureCenter
 from tuijian.domain import FloatArray, IntArray
@@ -38,15 +37,15 @@ class VectorIndex:
 
     def search(self, vector: npt.NDArray[np.float32], k: int, exclude_idx: IntArray
                ) -> tuple[IntArray, FloatArray]:
+        """Top k items by inner product, none of `exclude_idx` (over-fetched by their count,
+        then filtered here: cheaper than building an exclusion matrix for one query)."""
         rows = self.rows_of(exclude_idx)
         rows = rows[rows >= 0]
-        exclude = sp.csr_matrix((np.ones(rows.size), (np.zeros(rows.size, np.int64), rows)),
-                                shape=(1, self.ann.n_items))
-        found, scores = self.ann.search(vector[None, :], k, exclude)
-        ok = found[0] >= 0
+        found, scores = self.ann.search(vector[None, :], k + rows.shape[0])
+        ok = (found[0] >= 0) & ~np.isin(found[0], rows)
         idx = self.row_to_idx[found[0][ok]]
         keep = idx >= 0  # items removed from the catalog since the fit
-        return idx[keep], scores[0][ok][keep]
+        return idx[keep][:k], scores[0][ok][keep][:k]
 
 
 @runtime_checkable
