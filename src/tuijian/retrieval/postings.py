@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import array
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -76,21 +76,30 @@ def grown(values: npt.NDArray[Any], n: int, fill: Any) -> npt.NDArray[Any]:
     return out
 
 
-class TermPostings:
+K = TypeVar("K", int, str)
+
+
+class _Lookup(Generic[K]):
+    """Postings by key: one key's items, or the union over several keys."""
+
+    postings: dict[K, BitMap]
+
+    def get(self, key: K) -> BitMap:
+        found = self.postings.get(key)
+        return BitMap() if found is None else found
+
+    def any_of(self, keys: Iterable[K]) -> BitMap:
+        sets = [self.postings[k] for k in keys if k in self.postings]
+        return BitMap.union(*sets) if sets else BitMap()
+
+
+class TermPostings(_Lookup[int]):
     """Items per integer code of one field (codes < 0 are not indexed)."""
 
     def __init__(self, codes: npt.NDArray[Any]) -> None:
         valid = np.flatnonzero(codes >= 0)
         self.postings: dict[int, BitMap] = dict(grouped(codes[valid], valid))
         self._indexed = codes.copy()  # the code each item is currently indexed under
-
-    def get(self, code: int) -> BitMap:
-        found = self.postings.get(code)
-        return BitMap() if found is None else found
-
-    def any_of(self, codes: Iterable[int]) -> BitMap:
-        sets = [self.postings[c] for c in codes if c in self.postings]
-        return BitMap.union(*sets) if sets else BitMap()
 
     def update(self, idx: IntArray, codes: npt.NDArray[Any]) -> None:
         """Move each item to the posting of its new code (idx unique)."""
@@ -107,7 +116,7 @@ class TermPostings:
         self._indexed[idx] = codes
 
 
-class StringPostings:
+class StringPostings(_Lookup[str]):
     """Items per string key, where each item holds any number of keys (tags, title words).
 
     `explode` turns a batch of per-item values into (keys, row in batch); the per-item values
@@ -126,14 +135,6 @@ class StringPostings:
         self.counts = np.bincount(rows, minlength=values.shape[0]).astype(np.int32)
         self.total = int(rows.shape[0])  # sum of counts, kept as items change
         self._values = values.copy()  # references to the indexed values, not copies of them
-
-    def get(self, key: str) -> BitMap:
-        found = self.postings.get(key)
-        return BitMap() if found is None else found
-
-    def any_of(self, keys: Iterable[str]) -> BitMap:
-        sets = [self.postings[k] for k in keys if k in self.postings]
-        return BitMap.union(*sets) if sets else BitMap()
 
     def update(self, idx: IntArray, values: npt.NDArray[Any]) -> None:
         """Re-index the items whose values changed (idx unique)."""
