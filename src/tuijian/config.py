@@ -51,7 +51,7 @@ class Settings(BaseModel):
         try:
             return cls(**env)
         except ValidationError as exc:
-            raise ConfigError(_explain(exc, "settings")) from None
+            raise ConfigError(explain_errors(exc, "settings")) from None
 
 
 class _Strict(BaseModel):
@@ -186,12 +186,12 @@ def load_strategies(path: Path = DEFAULT_STRATEGIES) -> StrategyFile:
     try:
         strategies = StrategyFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, str(path))) from None
+        raise ConfigError(explain_errors(exc, str(path))) from None
     strategies.check_plugins(set(SOURCES), set(RANKERS))
     return strategies
 
 
-def _explain(exc: ValidationError, where: str) -> str:
+def explain_errors(exc: ValidationError, where: str) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(root)"

@@ -65,6 +65,9 @@ class Event:
     source: str | None = None
     platform: str | None = None
     sources: int | None = None  # bit per recall source code that found the item
+    # exposures only: the ranking inputs that change over time, as they were when the item
+    # was shown (see rank/features/marketplace.py), so training reads what serving saw
+    features: dict[str, float] | None = None
 
 
 @dataclass(slots=True)

@@ -48,6 +48,7 @@ COLUMNS: dict[str, str] = {
     "source": "VARCHAR",
     "platform": "VARCHAR",
     "sources": "BIGINT",
+    "features": "JSON",
 }
 QUARANTINE_COLUMNS: dict[str, str] = {**COLUMNS, "reason": "VARCHAR", "quarantined_at": "DOUBLE"}
 

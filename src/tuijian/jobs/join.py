@@ -31,7 +31,8 @@ def samples_sql(events_sql: str) -> str:
                any_value(scene) AS scene, any_value(recall_id) AS recall_id,
                any_value(rank_id) AS rank_id, any_value(rule_id) AS rule_id,
                any_value(display_id) AS display_id, min(position) AS position,
-               any_value(source) AS source, any_value(platform) AS platform
+               any_value(source) AS source, any_value(platform) AS platform,
+               any_value(sources) AS sources, any_value(features) AS features
         FROM ev WHERE type = 'exposure' GROUP BY exposure_id, item_id),
     act AS (
         SELECT exposure_id, item_id,

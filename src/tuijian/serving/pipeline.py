@@ -27,6 +27,7 @@ from tuijian.display.tracking import TrackingCodec, TrackingError, TrackingParam
 from tuijian.domain import Candidates, Event, EventType, RecommendRequest, Scene, StageIds
 from tuijian.experiments.assignment import Assigner, DefaultAssigner
 from tuijian.rank.base import RankContext, Ranker
+from tuijian.rank.features.marketplace import ServingContext, online_inputs, snapshot
 from tuijian.rank.registry import RANKERS
 from tuijian.recall.base import Catalog, RecallContext, RecallSource
 from tuijian.recall.fusion import exclude, fuse, keep_eligible
@@ -144,6 +145,11 @@ class Pipeline:
         if not pos:
             return
         idx = rec.cands.idx[pos]
+        logged = snapshot(online_inputs(
+            self.catalog.store, self.profiles.table,
+            ServingContext(self.profiles.get(rec.user_id), rec.scene.value, rec.platform,
+                           rec.ts),
+            rec.cands.take(np.asarray(pos)), np.asarray(pos, np.int64)), range(len(pos)))
         self.catalog.store.add_counts(idx, "exposures")
         curve = self.catalog.index.position_ctr
         self.catalog.store.add_counts(
@@ -159,9 +165,9 @@ class Pipeline:
                 tracking=rec.item_params[p], exposure_id=rec.exposure_id, scene=rec.scene.value,
                 recall_id=ids.recall, rank_id=ids.rank, rule_id=ids.rule, display_id=ids.display,
                 position=p, source=rec.items[p]["source"], platform=rec.platform,
-                sources=int(rec.cands.sources[p]),
+                sources=int(rec.cands.sources[p]), features=features,
             )
-            for p in pos
+            for p, features in zip(pos, logged, strict=True)
         ]
         self.exposures.write(events)
 
