@@ -7,12 +7,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tuijian.cli_models import models_app
 from tuijian.config import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ jobs_app = typer.Typer(help="Batch jobs that feed recall sources.", no_args_is_h
 app.add_typer(jobs_app, name="jobs")
 eval_app = typer.Typer(help="Offline evaluation on public data.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+app.add_typer(models_app, name="models")
 console = Console(stderr=True)
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory.")]
@@ -194,9 +196,10 @@ def serve(
     import uvicorn
 
     from tuijian.serving.api import create_app
-    from tuijian.serving.service import settle_heap
+    from tuijian.serving.service import serving_threads, settle_heap
 
     service = _open_service(data)
+    serving_threads()
     settle_heap()
     console.print(f"serving {len(service.store):,} items on http://{host}:{port}")
     try:
@@ -322,6 +325,107 @@ def bench_serve(
         print(json.dumps(result))
     else:
         console.print(result)
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="Model kind: lr, ftrl, gbdt, fm, gbdt_lr, gbdt_fm, "
+                                            "fnn, wide_deep, deepfm, esmm.")] = "gbdt_lr",
+    objective: Annotated[str, typer.Option(help="click, convert or dwell.")] = "click",
+    cvr_mode: Annotated[str, typer.Option(help="convert over clicks, or over exposures "
+                                               "ESMM-style (model esmm).")] = "clicks",
+    negative_rate: Annotated[float, typer.Option(min=0.001, max=1.0, help=(
+        "Keep each negative with this probability (predictions are corrected)."))] = 1.0,
+    params: Annotated[str, typer.Option(help="Model params as JSON.")] = "{}",
+    features: Annotated[Path | None, typer.Option(help="Feature config (YAML).")] = None,
+    data: DataOpt = Path("data"),
+    out: Annotated[Path | None, typer.Option(help="Model directory to write.")] = None,
+    deploy: Annotated[str | None, typer.Option(help="Deploy to the registry as NAME.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Train a ranking model from the joined logs (exposure → click → conversion → dwell)."""
+    import pyarrow.parquet as pq
+
+    from tuijian.data.eventlog import snapshot_sql
+    from tuijian.data.items import ColumnarItemStore
+    from tuijian.data.users import UserTable
+    from tuijian.jobs.join import join as run_join
+    from tuijian.rank.features.spec import load_features
+    from tuijian.rank.model_registry import ModelRegistry
+    from tuijian.rank.training import TrainOptions, load_rows
+    from tuijian.rank.training import train as train_model
+    from tuijian.serving.service import snapshot_and_journal
+
+    try:
+        opts = TrainOptions(model=model, objective=objective,  # type: ignore[arg-type]
+                            cvr_mode=cvr_mode,  # type: ignore[arg-type]
+                            negative_rate=negative_rate, params=json.loads(params))
+        if objective not in ("click", "convert", "dwell") or cvr_mode not in ("clicks", "esmm"):
+            raise ValueError(f"objective {objective!r} / cvr mode {cvr_mode!r} unknown")
+        config = load_features(features) if features else None
+        joined = run_join(snapshot_sql(data / "events"), data / "samples")
+        store = ColumnarItemStore.open(*snapshot_and_journal(data, "items"))
+        users = UserTable.open(*snapshot_and_journal(data, "users"))
+        rows = load_rows(pq.read_table(joined["path"]), store, users)
+        with _progress(f"train {model} ({objective})") as update:
+            deployed, metrics = train_model(
+                rows, opts, config, lambda msg, frac: update(int(frac * 100), 100))
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    target = out or data / "trained" / f"{objective}-{model}-{int(time.time())}"
+    deployed.save(target)
+    result: dict[str, Any] = {"path": str(target), "samples": rows.report, "metrics": metrics}
+    if deploy:
+        result["deployed"] = {"name": deploy,
+                              "version": ModelRegistry(data / "rank_models").deploy(target,
+                                                                                   deploy)}
+    if as_json:
+        print(json.dumps(result))
+        return
+    console.print(f"wrote {target}  (rows {rows.report})")
+    console.print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if deploy:
+        console.print(f"deployed as {deploy} {result['deployed']['version']}")
+
+
+@eval_app.command("rank")
+def eval_rank(
+    datasets: Annotated[str, typer.Option(help="Comma-separated: synthetic, ml-100k.")] =
+    "synthetic,ml-100k",
+    models: Annotated[str | None, typer.Option(help="Comma-separated kinds; default all "
+                                                    "click models.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where public datasets are.")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Keep (and reuse) the simulated logs "
+                                                      "here.")] = None,
+    items: int = 4_000,
+    users: int = 800,
+    requests: int = 40_000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every ranking model's AUC / GAUC / log loss on simulated logs (beside the oracle AUC)
+    and on public CTR data."""
+    from tuijian.rank.eval_runner import CLICK_KINDS, SyntheticSpec, run
+
+    kinds = [m.strip() for m in models.split(",")] if models else list(CLICK_KINDS)
+    spec = SyntheticSpec(items=items, users=users, requests=requests)
+    try:
+        result = run(kinds, [d.strip() for d in datasets.split(",")],
+                     data_dir or Path("../shared/datasets"), spec, workdir,
+                     log=lambda msg: console.print(msg))
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(result))
+        return
+    for name, ds in result["datasets"].items():
+        oracle = f"  (oracle AUC {ds['oracle_auc']:.4f})" if "oracle_auc" in ds else ""
+        console.print(f"[bold]{name}[/bold]{oracle}")
+        for kind, m in ds["models"].items():
+            console.print(f"  {kind:10s} AUC {m['auc']:.4f}  GAUC {m['gauc']:.4f}  "
+                          f"logloss {m['logloss']:.4f}  calibration {m['calibration']:.3f}  "
+                          f"train {m['train_s']:.1f}s")
 
 
 if __name__ == "__main__":

@@ -188,6 +188,13 @@ def load_strategies(path: Path = DEFAULT_STRATEGIES) -> StrategyFile:
     except ValidationError as exc:
         raise ConfigError(explain_errors(exc, str(path))) from None
     strategies.check_plugins(set(SOURCES), set(RANKERS))
+    for kid, rank in strategies.rank.items():
+        try:
+            RANKERS[rank.ranker](rank.params)  # a ranker validates its own params
+        except ValidationError as exc:
+            raise ConfigError(explain_errors(exc, f"{path}: rank.{kid}.params")) from None
+        except ValueError as exc:
+            raise ConfigError(f"{path}: rank.{kid}.params: {exc}") from None
     return strategies
 
 

@@ -23,6 +23,9 @@ from tuijian.domain import IntArray
 INTEREST_FIELDS: tuple[str, ...] = ("line", "category", "district", "brand", "series",
                                      "price_band")
 INTEREST_DECAY = 0.95
+# Item fields whose exposures and clicks are counted per user: the user's CTR on a line, a
+# category, ... is the ranking signal that separates "shown a lot" from "likes".
+TAG_FIELDS: tuple[str, ...] = ("line", "category", "district", "brand", "price_band")
 RECENT_CLICKS = 50
 # Behavior state is kept for this many users, least recently active evicted first (their
 # state comes back from the event log on the next restart or build).
@@ -59,6 +62,10 @@ class UserProfile:
     recent_clicks: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_CLICKS))
     shown: OrderedDict[int, None] = field(default_factory=OrderedDict)
     interests: dict[str, dict[int, float]] = field(default_factory=dict)
+    n_shown: int = 0
+    n_clicked: int = 0
+    shown_tags: dict[str, dict[int, int]] = field(default_factory=dict)
+    clicked_tags: dict[str, dict[int, int]] = field(default_factory=dict)
 
     def top_interest(self, name: str) -> int:
         tags = self.interests.get(name)
@@ -77,6 +84,7 @@ class UserProfileStore(Protocol):
     def get(self, user_id: str) -> UserProfile: ...
     def record_exposures(self, user_id: str, idx: IntArray) -> None: ...
     def record_click(self, user_id: str, idx: int, tags: dict[str, int]) -> None: ...
+    def count_exposures(self, user_id: str, tags: dict[str, IntArray]) -> None: ...
     def upsert(self, table: pa.Table) -> IntArray: ...
 
 
@@ -118,9 +126,24 @@ class MemoryProfileStore:
         while len(shown) > self.shown_memory:
             shown.popitem(last=False)
 
+    def count_exposures(self, user_id: str, tags: dict[str, IntArray]) -> None:
+        """Count shown items per tag value (`tags`: TAG_FIELDS → the items' values)."""
+        prof = self.get(user_id)
+        for name in TAG_FIELDS:
+            values, counts = np.unique(tags[name], return_counts=True)
+            bucket = prof.shown_tags.setdefault(name, {})
+            for v, c in zip(values.tolist(), counts.tolist(), strict=True):
+                bucket[v] = bucket.get(v, 0) + c
+        prof.n_shown += len(tags[TAG_FIELDS[0]])
+
     def record_click(self, user_id: str, idx: int, tags: dict[str, int]) -> None:
         prof = self.get(user_id)
         prof.recent_clicks.append(idx)
+        prof.n_clicked += 1
+        for name in TAG_FIELDS:
+            if name in tags:
+                counts = prof.clicked_tags.setdefault(name, {})
+                counts[tags[name]] = counts.get(tags[name], 0) + 1
         for name, value in tags.items():
             if value < 0:
                 continue
@@ -136,9 +159,9 @@ class MemoryProfileStore:
                 old = self._state.pop(uid, None)
                 if old is not None:
                     new = self._fresh(uid)
-                    new.recent_clicks, new.shown, new.interests = (
-                        old.recent_clicks, old.shown, old.interests
-                    )
+                    for name in ("recent_clicks", "shown", "interests", "n_shown",
+                                 "n_clicked", "shown_tags", "clicked_tags"):
+                        setattr(new, name, getattr(old, name))
                     self._state[uid] = new
         return idx
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from tuijian.data.ingest import ClickProcessor
 from tuijian.data.items import ItemFeatureCenter
-from tuijian.data.users import INTEREST_FIELDS, MemoryProfileStore
+from tuijian.data.users import INTEREST_FIELDS, TAG_FIELDS, MemoryProfileStore
 from tuijian.domain import FloatArray
 from tuijian.rank.signals import (
     DEFAULT_PRIOR_CTR,
@@ -87,4 +87,10 @@ def restore_profiles(
     for user_id, items in shown:
         pos = store.index_of(items)
         profiles.record_exposures(user_id, pos[pos >= 0])
+    counted = con.sql(
+        f"""SELECT user_id, list(item_id) AS items FROM {events_sql}
+            WHERE type = 'exposure' AND ts >= {since_ts} GROUP BY user_id""").fetchall()
+    for user_id, items in counted:
+        pos = store.index_of(items)
+        profiles.count_exposures(user_id, store.gather(pos[pos >= 0], TAG_FIELDS))
     return len(users)

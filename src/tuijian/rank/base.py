@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tuijian.data.items import ItemFeatureCenter
-from tuijian.data.users import UserProfile
+from tuijian.data.users import UserProfile, UserTable
 from tuijian.domain import Candidates, FloatArray, RecommendRequest
+
+if TYPE_CHECKING:
+    from tuijian.rank.deployed import DeployedModel
+
+# A deployed model by registry name, or None while none is serving (read per request).
+ModelLookup = Callable[[str], "DeployedModel | None"]
+
+
+def no_models(name: str) -> DeployedModel | None:
+    return None
 
 
 @dataclass(slots=True)
@@ -16,6 +27,10 @@ class RankContext:
     profile: UserProfile
     store: ItemFeatureCenter
     prior_ctr: float
+    users: UserTable | None = None
+    models: ModelLookup = no_models
+    # degradations the ranker chose (e.g. a model not deployed yet), for the response/metrics
+    degraded: list[str] = field(default_factory=list)
 
 
 class Ranker(Protocol):

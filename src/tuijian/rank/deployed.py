@@ -42,7 +42,9 @@ class Manifest(BaseModel):
     # negatives were kept with this probability at training; predictions are corrected for it
     negative_rate: float = Field(1.0, gt=0, le=1)
     # "exposures" or "clicks": the population the model predicts over (CVR on clicks, ESMM…)
-    population: str = "exposures"
+    population: Literal["exposures", "clicks"] = "exposures"
+    # how the regression target was transformed for training (undone at prediction)
+    target: Literal["identity", "log1p"] = "identity"
     n_dense: int = Field(ge=0)
     field_sizes: list[int]
     metrics: dict[str, float] = Field(default_factory=dict)
@@ -70,7 +72,7 @@ class DeployedModel:
         p = self.model.predict(self.features.transform(raw))
         if self.manifest.task == "binary":
             return correct_sampling(p, self.manifest.negative_rate)
-        return p
+        return np.expm1(np.maximum(p, 0.0)) if self.manifest.target == "log1p" else p
 
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)

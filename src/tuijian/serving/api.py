@@ -137,8 +137,9 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
 
 
 async def _rebuild_loop(service: Service) -> None:
-    """Reload job artifacts when a new version is published (every few seconds) and refresh
-    the hot and region lists from live counters (every build_interval_s)."""
+    """Reload job artifacts when a new version is published (every few seconds), refresh
+    the hot and region lists from live counters (every build_interval_s), and let an attached
+    online learner learn what is due (every few seconds)."""
     last_build = time.monotonic()
     while True:
         await asyncio.sleep(MODEL_POLL_S)
@@ -151,3 +152,7 @@ async def _rebuild_loop(service: Service) -> None:
                 await asyncio.to_thread(service.rebuild_index)
         except Exception:
             log.exception("background refresh failed; keeping the previous state")
+        try:  # a live FTRL model learns the exposures whose click delay has passed
+            await asyncio.to_thread(service.learn_online)
+        except Exception:
+            log.exception("online learning failed; the model keeps its weights")

@@ -54,5 +54,31 @@ class Metrics:
             registry=r,
         )
 
+        # rank models (tuijian.rank.live_models): what serves, and what was refused and why
+        self.model_load_failures = Counter(
+            "tuijian_model_load_failures", "Rank model versions rejected by the live loader",
+            ["model", "reason"], registry=r,
+        )
+        self.model_version_info = Gauge(
+            "tuijian_model_version_info", "The rank model version serving (1 for that version)",
+            ["model", "version"], registry=r,
+        )
+        self.model_loaded_timestamp = Gauge(
+            "tuijian_model_loaded_timestamp", "When the serving rank model version was swapped "
+            "in (unix s)", ["model"], registry=r,
+        )
+
+        # online learning (rank/online.py): exposed as tuijian_ftrl_{updates,rows}_total
+        self.ftrl_updates = Counter(
+            "tuijian_ftrl_updates", "Minibatches the online FTRL model learnt", registry=r
+        )
+        self.ftrl_rows = Counter(
+            "tuijian_ftrl_rows", "Rows the online FTRL model learnt", registry=r
+        )
+        self.ftrl_pending_rows = Gauge(
+            "tuijian_ftrl_pending_rows", "Shown rows waiting for their clicks before learning",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -20,14 +20,15 @@ import numpy as np
 
 from tuijian.config import StrategyFile
 from tuijian.data.exposures import ExposureWriter
-from tuijian.data.users import MemoryProfileStore, UserProfile
+from tuijian.data.users import TAG_FIELDS, MemoryProfileStore, UserProfile
 from tuijian.data.vocab import CITY_NAMES
 from tuijian.display.render import render_items
 from tuijian.display.tracking import TrackingCodec, TrackingError, TrackingParam
 from tuijian.domain import Candidates, Event, EventType, RecommendRequest, Scene, StageIds
 from tuijian.experiments.assignment import Assigner, DefaultAssigner
-from tuijian.rank.base import RankContext, Ranker
+from tuijian.rank.base import ModelLookup, RankContext, Ranker, no_models
 from tuijian.rank.features.marketplace import ServingContext, online_inputs, snapshot
+from tuijian.rank.online import OnlineLearner
 from tuijian.rank.registry import RANKERS
 from tuijian.recall.base import Catalog, RecallContext, RecallSource
 from tuijian.recall.fusion import exclude, fuse, keep_eligible
@@ -61,6 +62,9 @@ class Recommendation:
 
 
 class Pipeline:
+    # set by Service.attach_online_learner: learns a live FTRL model from logged exposures
+    online_learner: OnlineLearner | None = None
+
     def __init__(
         self,
         catalog: Catalog,
@@ -75,6 +79,8 @@ class Pipeline:
         self.codec, self.exposures, self.metrics = codec, exposures, metrics
         self.assigner = assigner or DefaultAssigner(strategies)
         self.sessions = FeedSessions()
+        # deployed ranking models by name; the service points it at its live model registry
+        self.model_lookup: ModelLookup = no_models
         self.sources: dict[tuple[str, int], RecallSource] = {
             (rid, i): SOURCES[spec.name](catalog, spec.params)
             for rid, strat in strategies.recall.items()
@@ -145,16 +151,24 @@ class Pipeline:
         if not pos:
             return
         idx = rec.cands.idx[pos]
-        logged = snapshot(online_inputs(
+        raw = online_inputs(
             self.catalog.store, self.profiles.table,
             ServingContext(self.profiles.get(rec.user_id), rec.scene.value, rec.platform,
                            rec.ts),
-            rec.cands.take(np.asarray(pos)), np.asarray(pos, np.int64)), range(len(pos)))
+            rec.cands.take(np.asarray(pos)), np.asarray(pos, np.int64))
+        logged = snapshot(raw, range(len(pos)))
+        if self.online_learner is not None:
+            try:
+                self.online_learner.add_exposures(
+                    rec.exposure_id, [rec.items[p]["item_id"] for p in pos], raw)
+            except Exception:  # online learning must never cost the exposure log
+                log.exception("online learner rejected exposure %s", rec.exposure_id)
         self.catalog.store.add_counts(idx, "exposures")
         curve = self.catalog.index.position_ctr
         self.catalog.store.add_counts(
             idx, "expected_clicks", curve[np.minimum(pos, curve.shape[0] - 1)])
         self.profiles.record_exposures(rec.user_id, idx)
+        self.profiles.count_exposures(rec.user_id, {f: raw[f"item_{f}"] for f in TAG_FIELDS})
         if self.exposures is None:
             return
         ids = rec.stage_ids
@@ -282,8 +296,12 @@ class Pipeline:
         t0 = time.perf_counter()
         store = self.catalog.store
         try:
-            rctx = RankContext(ctx.request, profile, store, self.catalog.index.prior_ctr)
+            rctx = RankContext(ctx.request, profile, store, self.catalog.index.prior_ctr,
+                               self.profiles.table, self.model_lookup)
             scores = self.rankers[ids.rank].score(cands, rctx)
+            for what in rctx.degraded:
+                degraded.append(what)
+                self.metrics.degradations.labels("rank", what.rsplit(".", 1)[-1]).inc()
             if self.strategies.recall[ids.recall].rank_within_tiers:
                 priority = {SOURCE_CODE[s.name]: i for i, s in
                             enumerate(self.strategies.recall[ids.recall].sources)}

@@ -24,7 +24,7 @@ import orjson
 import pyarrow as pa
 
 from tuijian.data.items import ItemFeatureCenter
-from tuijian.data.users import INTEREST_FIELDS, UserProfile, UserTable
+from tuijian.data.users import INTEREST_FIELDS, TAG_FIELDS, UserProfile, UserTable
 from tuijian.data.vocab import PLATFORMS
 from tuijian.domain import Candidates, FloatArray, IntArray, Scene
 
@@ -32,7 +32,9 @@ ITEM_STATIC: tuple[str, ...] = ("item_id", "line", "category", "city", "district
                                 "brand", "series", "publisher_id", "quality", "price")
 USER_STATIC: tuple[str, ...] = ("age_band", "gender", "city", "district")
 ITEM_DYNAMIC: tuple[str, ...] = ("item_exposures", "item_clicks", "item_converts", "item_age_h")
-USER_DYNAMIC: tuple[str, ...] = ("user_clicks", *(f"user_{f}_share" for f in INTEREST_FIELDS))
+USER_DYNAMIC: tuple[str, ...] = ("user_clicks", "user_shown", "user_ctr",
+                                  *(f"user_{f}_share" for f in INTEREST_FIELDS),
+                                  *(f"user_{f}_ctr" for f in TAG_FIELDS))
 # What an exposure event logs: every input that can change between serving and training.
 LOGGED: tuple[str, ...] = (*ITEM_DYNAMIC, *USER_DYNAMIC)
 CONTEXT: tuple[str, ...] = ("ctx_scene", "ctx_platform", "ctx_hour", "ctx_position",
@@ -48,6 +50,7 @@ UTC_OFFSET_S = 8 * 3600  # the marketplace's local time, for the hour-of-day fea
 # differs between the serving process and the training job.
 CTR_PRIOR, CTR_STRENGTH = 0.03, 50.0
 CVR_PRIOR, CVR_STRENGTH = 0.1, 20.0
+USER_CTR_STRENGTH = 20.0
 
 Raw = dict[str, npt.NDArray[Any]]
 
@@ -75,9 +78,15 @@ def online_inputs(store: ItemFeatureCenter, users: UserTable, ctx: ServingContex
     raw["item_clicks"] = cols["clicks"].astype(np.float64)
     raw["item_converts"] = cols["converts"].astype(np.float64)
     raw["item_age_h"] = np.maximum(ctx.now - cols["refreshed_ts"].astype(np.float64), 0) / 3600
-    raw["user_clicks"] = np.full(n, float(len(ctx.profile.recent_clicks)))
+    prof = ctx.profile
+    raw["user_clicks"] = np.full(n, float(len(prof.recent_clicks)))
+    raw["user_shown"] = np.full(n, float(prof.n_shown))
+    raw["user_ctr"] = np.full(n, _user_ctr(float(prof.n_clicked), float(prof.n_shown)))
     for f in INTEREST_FIELDS:
-        raw[f"user_{f}_share"] = _interest_share(ctx.profile.interests.get(f), cols[f])
+        raw[f"user_{f}_share"] = _interest_share(prof.interests.get(f), cols[f])
+    for f in TAG_FIELDS:
+        raw[f"user_{f}_ctr"] = _user_ctr(_lookup(prof.clicked_tags.get(f), cols[f]),
+                                         _lookup(prof.shown_tags.get(f), cols[f]))
     raw["ctx_scene"] = np.full(n, _code(SCENES, ctx.scene))
     raw["ctx_platform"] = np.full(n, _code(PLATFORMS, ctx.platform))
     raw["ctx_hour"] = np.full(n, _hour(ctx.now))
@@ -139,12 +148,25 @@ def _interest_share(tags: dict[int, float] | None, values: npt.NDArray[Any]) -> 
     """The share of the user's (decayed) interest mass on each item's value of one field."""
     if not tags:
         return np.zeros(len(values))
+    return _lookup(tags, values) / sum(tags.values())
+
+
+def _lookup(tags: dict[int, float] | dict[int, int] | None,
+            values: npt.NDArray[Any]) -> FloatArray:
+    """tags[value] for each value (0 where absent), vectorized over the candidates."""
+    if not tags:
+        return np.zeros(len(values))
     keys = np.fromiter(tags.keys(), np.int64, len(tags))
     weights = np.fromiter(tags.values(), np.float64, len(tags))
     order = np.argsort(keys)
-    keys, weights = keys[order], weights[order] / weights.sum()
+    keys, weights = keys[order], weights[order]
     at = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
     return np.where(keys[at] == values, weights[at], 0.0)
+
+
+def _user_ctr(clicks: Any, shown: Any) -> Any:
+    """A user's CTR (overall or on one tag value), smoothed toward the marketplace prior."""
+    return (clicks + CTR_PRIOR * USER_CTR_STRENGTH) / (shown + USER_CTR_STRENGTH)
 
 
 def _user_static(users: UserTable, user_ids: list[Any], rows: IntArray) -> Raw:

@@ -59,8 +59,9 @@ class FeatureSpec(BaseModel):
             raise ValueError(f"{t} takes exactly one input, got {len(self.inputs)}")
         if t == "hash_cross" and len(self.inputs) < 2:
             raise ValueError("hash_cross needs at least two inputs")
-        if t == "bucketize" and (self.boundaries is None) == (self.quantiles is None):
-            raise ValueError("bucketize needs exactly one of boundaries or quantiles")
+        # both is a fitted config: boundaries learnt from the declared quantiles
+        if t == "bucketize" and self.boundaries is None and self.quantiles is None:
+            raise ValueError("bucketize needs boundaries or quantiles")
         if self.boundaries is not None and any(
                 b >= c for b, c in zip(self.boundaries, self.boundaries[1:], strict=False)):
             raise ValueError("boundaries must be strictly increasing")

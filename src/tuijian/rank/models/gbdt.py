@@ -86,7 +86,7 @@ class GBDTModel:
 
     def predict(self, x: FeatureMatrix) -> FloatArray:
         b = self._booster()
-        return np.asarray(b.predict(self.inputs.matrix(x), num_iteration=b.best_iteration or None,
+        return np.asarray(b.predict(self.inputs.matrix(x), num_iteration=_best(b),
                                     num_threads=1), np.float64)
 
     def leaves(self, x: FeatureMatrix) -> IntArray:
@@ -94,7 +94,7 @@ class GBDTModel:
         (tree × max leaves + leaf): the features of GBDT+LR and GBDT+FM."""
         b = self._booster()
         leaf = np.asarray(b.predict(self.inputs.matrix(x), pred_leaf=True, num_threads=1,
-                                    num_iteration=b.best_iteration or None), np.int64)
+                                    num_iteration=_best(b)), np.int64)
         return leaf + np.arange(leaf.shape[1], dtype=np.int64) * self.max_leaves
 
     @property
@@ -104,18 +104,23 @@ class GBDTModel:
     @property
     def n_trees(self) -> int:
         b = self._booster()
-        return int(b.best_iteration or b.num_trees())
+        return _best(b) or int(b.num_trees())
 
     def save(self, path: Path) -> None:
         b = self._booster()
-        b.save_model(str(path / MODEL_FILE), num_iteration=b.best_iteration or None)
+        b.save_model(str(path / MODEL_FILE), num_iteration=_best(b))
 
     @classmethod
     def load(cls, path: Path, layout: FeatureLayout, task: Task,
              params: dict[str, Any]) -> Self:
         model = cls(layout, task, params)
+        text = require(path / MODEL_FILE).read_text(errors="replace")
+        # LightGBM aborts the whole process (not an exception) on some truncated files; it
+        # always ends a complete model with this marker, so check before handing it over
+        if "end of trees" not in text or "end of parameters" not in text:
+            raise ModelFileError(f"{MODEL_FILE}: truncated (no end-of-trees/parameters mark)")
         try:
-            model.booster = lgb.Booster(model_file=str(require(path / MODEL_FILE)))
+            model.booster = lgb.Booster(model_str=text)
         except lgb.basic.LightGBMError as exc:
             raise ModelFileError(f"{MODEL_FILE}: unreadable ({exc})") from None
         names = model.booster.feature_name()
@@ -124,3 +129,8 @@ class GBDTModel:
                 f"{MODEL_FILE}: trained on features {names[:5]}…, the feature config gives "
                 f"{model.inputs.names[:5]}…")
         return model
+
+
+def _best(b: lgb.Booster) -> int | None:
+    """The early-stopped iteration count, or None for all trees (a loaded booster says -1)."""
+    return int(b.best_iteration) if b.best_iteration and b.best_iteration > 0 else None
