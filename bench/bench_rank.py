@@ -65,9 +65,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--candidates", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3000)
+    parser.add_argument("--logs", type=Path, help="Keep (and reuse) the simulated logs here.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tuijian-bench-") as tmp:
-        models = trained(Path(tmp) / "logs", Path(tmp) / "models")
+        models = trained(args.logs or Path(tmp) / "logs", Path(tmp) / "models")
         generate_marketplace(Path(tmp) / "big", args.items, 1000, 1, now=time.time())
         store = ColumnarItemStore(pq.read_table(Path(tmp) / "big" / "items.parquet"))
         users = UserTable(pq.read_table(Path(tmp) / "big" / "users.parquet"))

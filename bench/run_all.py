@@ -19,6 +19,10 @@ RUNS = [
     # the recall stage with every source working: simulated traffic and all jobs first
     [sys.executable, "-m", "tuijian.cli", "bench", "serve", "--items", "1000000", "--users",
      "1000000", "--requests", "3000", "--simulate", "20000", "--json"],
+    # the rank stage: 300 candidates, GBDT+LR CTR and GBDT CVR fused, at 1M items
+    [sys.executable, str(HERE / "bench_rank.py"), "--items", "1000000"],
+    [sys.executable, "-m", "tuijian.cli", "eval", "rank", "--data-dir",
+     str(HERE.parent.parent / "shared" / "datasets"), "--json"],
     [sys.executable, "-m", "tuijian.cli", "eval", "recall", "--dataset", "ml-100k",
      "--data-dir", str(HERE.parent.parent / "shared" / "datasets"), "--k", "10", "--json"],
 ]

@@ -218,7 +218,8 @@ def run(
     days: float = 3.0,
     requests_per_day: int = 3000,
 ) -> None:
-    """All in one: generate if missing, simulate traffic, run the batch jobs, serve."""
+    """All in one: generate if missing, simulate traffic, run the batch jobs, train and deploy
+    the ranking models the default strategy names, serve."""
     generated = data / "generated"
     if not (generated / "items.parquet").exists():
         generate(items=items, users=users, seed=7, out=generated,
@@ -226,6 +227,12 @@ def run(
     if not (data / "sim").exists():
         simulate(data=data, days=days, requests_per_day=requests_per_day, seed=11, start=None)
         jobs_run(name="all", data=data, as_json=False)
+    if not (data / "rank_models").exists():
+        for kind, objective, name in (("gbdt_lr", "click", "ctr_gbdt_lr"),
+                                      ("gbdt", "convert", "cvr_gbdt")):
+            train(model=kind, objective=objective, cvr_mode="clicks", negative_rate=1.0,
+                  params="{}", features=None, data=data, out=None, deploy=name,
+                  as_json=False)
     serve(data=data, host=host, port=port)
 
 

@@ -34,7 +34,7 @@ def test_recommend_click_convert_join_finds_the_labelled_sample(
         client: TestClient, service: Service) -> None:
     rec = _recommend(client, n=10)
     assert len(rec["items"]) == 10
-    assert rec["stage_ids"] == {"recall": "r_default", "rank": "rk_rule",
+    assert rec["stage_ids"] == {"recall": "r_default", "rank": "rk_ctr_cvr",
                                 "rule": "ru_default", "display": "d_card"}
     item = rec["items"][3]
     events = [

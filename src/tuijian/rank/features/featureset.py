@@ -157,6 +157,8 @@ def _numeric(f: FeatureSpec, raw: Raw) -> FloatArray:
     v = np.asarray(raw[f.inputs[0]], np.float64)
     if f.log1p:
         v = np.log1p(np.maximum(v, 0.0))
+    elif f.log:
+        v = np.log(np.maximum(v, 1e-6))
     if f.clip is not None:
         v = np.clip(v, *f.clip)
     return v

@@ -27,11 +27,13 @@ from tuijian.data.items import ItemFeatureCenter
 from tuijian.data.users import INTEREST_FIELDS, TAG_FIELDS, UserProfile, UserTable
 from tuijian.data.vocab import PLATFORMS
 from tuijian.domain import Candidates, FloatArray, IntArray, Scene
+from tuijian.rank.signals import smoothed_coec
 
 ITEM_STATIC: tuple[str, ...] = ("item_id", "line", "category", "city", "district", "price_band",
                                 "brand", "series", "publisher_id", "quality", "price")
 USER_STATIC: tuple[str, ...] = ("age_band", "gender", "city", "district")
-ITEM_DYNAMIC: tuple[str, ...] = ("item_exposures", "item_clicks", "item_converts", "item_age_h")
+ITEM_DYNAMIC: tuple[str, ...] = ("item_exposures", "item_clicks", "item_converts",
+                                  "item_expected_clicks", "item_age_h")
 USER_DYNAMIC: tuple[str, ...] = ("user_clicks", "user_shown", "user_ctr",
                                   *(f"user_{f}_share" for f in INTEREST_FIELDS),
                                   *(f"user_{f}_ctr" for f in TAG_FIELDS))
@@ -39,7 +41,7 @@ USER_DYNAMIC: tuple[str, ...] = ("user_clicks", "user_shown", "user_ctr",
 LOGGED: tuple[str, ...] = (*ITEM_DYNAMIC, *USER_DYNAMIC)
 CONTEXT: tuple[str, ...] = ("ctx_scene", "ctx_platform", "ctx_hour", "ctx_position",
                             "ctx_source", "ctx_sources")
-DERIVED: tuple[str, ...] = ("item_ctr", "item_cvr", "same_city", "same_district",
+DERIVED: tuple[str, ...] = ("item_ctr", "item_coec", "item_cvr", "same_city", "same_district",
                             "ctx_n_sources")
 INPUTS: tuple[str, ...] = (*(f"item_{c}" for c in ITEM_STATIC if c != "item_id"), "item_id",
                            *(f"user_{c}" for c in USER_STATIC), *LOGGED, *CONTEXT, *DERIVED)
@@ -71,12 +73,13 @@ def online_inputs(store: ItemFeatureCenter, users: UserTable, ctx: ServingContex
     real slots when logging, a fixed slot (0) when scoring, since the slot is not yet known."""
     n = len(cands)
     cols = store.gather(cands.idx, (*ITEM_STATIC, "exposures", "clicks", "converts",
-                                    "refreshed_ts"))
+                                    "expected_clicks", "refreshed_ts"))
     raw: Raw = {f"item_{c}" if c != "item_id" else c: cols[c] for c in ITEM_STATIC}
     raw.update(_user_static(users, [ctx.profile.user_id], np.zeros(n, np.int64)))
     raw["item_exposures"] = cols["exposures"].astype(np.float64)
     raw["item_clicks"] = cols["clicks"].astype(np.float64)
     raw["item_converts"] = cols["converts"].astype(np.float64)
+    raw["item_expected_clicks"] = cols["expected_clicks"].astype(np.float64)
     raw["item_age_h"] = np.maximum(ctx.now - cols["refreshed_ts"].astype(np.float64), 0) / 3600
     prof = ctx.profile
     raw["user_clicks"] = np.full(n, float(len(prof.recent_clicks)))
@@ -129,6 +132,8 @@ def derive(raw: Raw) -> Raw:
     """Inputs computed from other inputs, identically on both paths."""
     raw["item_ctr"] = (raw["item_clicks"] + CTR_PRIOR * CTR_STRENGTH) / (
         raw["item_exposures"] + CTR_STRENGTH)
+    # clicks over the clicks its positions predict: the item's appeal without position bias
+    raw["item_coec"] = smoothed_coec(raw["item_clicks"], raw["item_expected_clicks"])
     raw["item_cvr"] = (raw["item_converts"] + CVR_PRIOR * CVR_STRENGTH) / (
         raw["item_clicks"] + CVR_STRENGTH)
     raw["same_city"] = (raw["item_city"] == raw["user_city"]).astype(np.int64)

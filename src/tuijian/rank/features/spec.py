@@ -28,7 +28,7 @@ CATEGORICAL: frozenset[str] = frozenset({"bucketize", "categorical", "hash_cross
 class FeatureSpec(BaseModel):
     """One feature. Numeric transforms give a dense column; the others give an id field.
 
-    - numeric: the value (optionally log1p'd and clipped); missing → 0
+    - numeric: the value (optionally log'd or log1p'd, and clipped); missing → 0
     - normalize: (value - mean) / std with mean and std fitted on training rows
     - bucketize: the index of the bucket among `boundaries` (fixed) or `quantiles` (fitted);
       id 0 is missing
@@ -44,6 +44,9 @@ class FeatureSpec(BaseModel):
     inputs: list[str] = Field(min_length=1)
     transform: Transform
     log1p: bool = False
+    # natural log (floored at 1e-6): for rates that multiply into the click probability, so
+    # a linear model over logs fits the product
+    log: bool = False
     clip: tuple[float, float] | None = None
     boundaries: list[float] | None = None
     quantiles: int | None = Field(None, ge=2, le=1000)
@@ -69,6 +72,8 @@ class FeatureSpec(BaseModel):
             raise ValueError("categorical needs size (codes run 0..size-1)")
         if t in ("hash_cross", "embedding_id") and self.buckets is None:
             raise ValueError(f"{t} needs buckets")
+        if self.log and self.log1p:
+            raise ValueError("log and log1p are exclusive")
         if self.clip is not None and self.clip[0] >= self.clip[1]:
             raise ValueError("clip must be (low, high) with low < high")
         return self

@@ -44,6 +44,12 @@ class TrainSet:
     def __len__(self) -> int:
         return len(self.x)
 
+    def take(self, rows: npt.NDArray[Any]) -> TrainSet:
+        def part(a: FloatArray | None) -> FloatArray | None:
+            return None if a is None else a[rows]
+
+        return TrainSet(self.x.take(rows), self.y[rows], part(self.click), part(self.weight))
+
 
 class RankModel(Protocol):
     kind: ClassVar[str]
