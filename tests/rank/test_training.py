@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,6 @@ from ..conftest import NOW
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory: pytest.TempPathFactory, generated: Path) -> Path:
     """A data dir with a few days of simulated, joined traffic (shared by this module)."""
-    import shutil
-
     data = tmp_path_factory.mktemp("ranklogs") / "data"
     shutil.copytree(generated, data / "generated")
     svc = Service(Settings(data_dir=data), now=NOW - 3 * 86400)
@@ -159,3 +158,36 @@ def _ids(rank: str):  # type: ignore[no-untyped-def]
     from tuijian.domain import StageIds
 
     return StageIds("r_default", rank, "ru_default", "d_card")
+
+
+def test_esmm_trains_conversion_over_exposures(logged: Path) -> None:
+    rows = _rows(logged)
+    model, m = train(rows, TrainOptions("esmm", objective="convert", cvr_mode="esmm",
+                                        valid_fraction=0.2, params={"epochs": 2}))
+    assert model.manifest.population == "clicks"  # it predicts P(convert | click)
+    assert np.isfinite(m["auc"]) and m["valid_rows"] > 0
+
+
+def test_a_deployed_ftrl_model_learns_from_the_service_traffic(logged: Path,
+                                                               tmp_path: Path) -> None:
+    from tuijian.rank.model_registry import ModelRegistry
+
+    rows = _rows(logged)
+    model, _ = train(rows, TrainOptions("ftrl", valid_fraction=0.2))
+    model.save(tmp_path / "ftrl")
+    registry = ModelRegistry(logged / "rank_models")
+    registry.deploy(tmp_path / "ftrl", "ctr_ftrl")
+    svc = Service(Settings(data_dir=logged), now=NOW)
+    try:
+        learner = svc.online_learner
+        assert learner is not None and svc.pipeline.online_learner is learner
+        live = svc.rank_models.get("ctr_ftrl")
+        assert live is not None and live.manifest.kind == "ftrl"
+        user = svc.profiles.active_users()[0]
+        rec = asyncio.run(svc.pipeline.recommend(
+            RecommendRequest(Scene.GUESS_YOU_LIKE, user, 10, NOW)))
+        assert learner.pending_rows == len(rec.items)
+        assert svc.learn_online(NOW + 3600) == len(rec.items)  # past the click delay
+    finally:
+        svc.close()
+        shutil.rmtree(logged / "rank_models" / "ctr_ftrl")  # the module's other tests share it
