@@ -129,3 +129,15 @@ def test_logistic_regression_learns_the_task(ds: CTRDataset) -> None:
 def test_loader_rejects_a_bad_fraction() -> None:
     with pytest.raises(ValueError, match="test_fraction"):
         load_ml100k_ctr(DATASETS, test_fraction=1.0)
+
+
+def test_eval_rank_reports_models_and_fused_rank_ids_on_ml100k() -> None:
+    from tuijian.rank.eval_runner import eval_dataset
+
+    out = eval_dataset("ml-100k", ["ftrl", "gbdt"], DATASETS)
+    models = out["models"]
+    assert set(models) == {"ftrl", "gbdt", "gbdt+ftrl"}
+    for m in models.values():
+        assert 0.7 < m["auc"] < 0.8 and 0.5 < m["gauc"] < 0.8 and m["logloss"] < 0.69
+    # averaging two comparable models does not rank worse than the weaker one
+    assert models["gbdt+ftrl"]["auc"] >= min(models["ftrl"]["auc"], models["gbdt"]["auc"])

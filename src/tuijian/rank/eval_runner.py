@@ -27,6 +27,7 @@ from tuijian.jobs.join import join
 from tuijian.jobs.simulate import simulate
 from tuijian.rank.datasets import CTR_DATASETS
 from tuijian.rank.evaluate import binary_metrics
+from tuijian.rank.formula import compile_formula
 from tuijian.rank.models.base import Progress
 from tuijian.rank.training import (
     TrainOptions,
@@ -36,6 +37,9 @@ from tuijian.rank.training import (
     train,
 )
 
+# Rank ids fusing several models, scored like a model (the formula is what a strategy file's
+# rank id would carry).
+FUSED: dict[str, str] = {"gbdt+ftrl": "(gbdt + ftrl) / 2"}
 CLICK_KINDS: tuple[str, ...] = ("lr", "ftrl", "gbdt", "fm", "gbdt_lr", "gbdt_fm", "fnn",
                                 "wide_deep", "deepfm")
 Log = Callable[[str], None]
@@ -100,13 +104,16 @@ def eval_synthetic(kinds: Sequence[str], spec: SyntheticSpec, workdir: Path | No
         "oracle_auc": oracle["auc"], "oracle_gauc": oracle["gauc"],
         "rows": {"train": len(fit), "test": len(test)}, "test_ctr": float(test.click.mean()),
         "cleaning": rows.report, "models": {}}
+    preds = {}
     for kind in kinds:
         model, metrics = train(fit, TrainOptions(model=kind, valid_fraction=0.1), None,
                                progress)
-        m = binary_metrics(test.click, model.predict(test.raw), test.user)
+        preds[kind] = model.predict(test.raw)
+        m = binary_metrics(test.click, preds[kind], test.user)
         out["models"][kind] = {**m, "train_s": metrics["train_s"]}
         if log:
             log(f"synthetic {kind}: auc {m['auc']:.4f} (oracle {oracle['auc']:.4f})")
+    out["models"].update(_fused(preds, test.click, test.user, out["models"]))
     return out
 
 
@@ -120,15 +127,30 @@ def eval_dataset(name: str, kinds: Sequence[str], data_dir: Path, log: Log | Non
     def part(idx: Any) -> dict[str, Any]:
         return {k: v[idx] for k, v in ds.train_raw.items()}
 
+    preds = {}
     for kind in kinds:
         features, model, seconds = fit_model(
             ds.config, kind, "binary", part(fit_idx), ds.train_y[fit_idx], None,
             (part(valid_idx), ds.train_y[valid_idx], None), {}, progress)
-        p = model.predict(features.transform(ds.test_raw))
+        p = preds[kind] = model.predict(features.transform(ds.test_raw))
         m = binary_metrics(ds.test_y, p, ds.test_groups)
         out["models"][kind] = {**m, "train_s": seconds}
         if log:
             log(f"{name} {kind}: auc {m['auc']:.4f} gauc {m['gauc']:.4f}")
+    out["models"].update(_fused(preds, ds.test_y, ds.test_groups, out["models"]))
+    return out
+
+
+def _fused(preds: dict[str, Any], y: Any, groups: Any,
+           models: dict[str, Any]) -> dict[str, Any]:
+    """The FUSED rank ids whose models were all evaluated; train time is their sum."""
+    out = {}
+    for name, formula in FUSED.items():
+        parts = name.split("+")
+        if all(p in preds for p in parts):
+            p = compile_formula(formula, set(parts))({k: preds[k] for k in parts})
+            out[name] = {**binary_metrics(y, p, groups), "formula": formula,
+                         "train_s": sum(models[k]["train_s"] for k in parts)}
     return out
 
 
