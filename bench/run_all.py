@@ -23,6 +23,8 @@ RUNS = [
     [sys.executable, str(HERE / "bench_rank.py"), "--items", "1000000"],
     [sys.executable, "-m", "tuijian.cli", "eval", "rank", "--data-dir",
      str(HERE.parent.parent / "shared" / "datasets"), "--json"],
+    # dedup precision / recall against planted re-posts; the rule stage on 500 ranked items
+    [sys.executable, "-m", "tuijian.cli", "eval", "rules", "--json"],
     [sys.executable, "-m", "tuijian.cli", "eval", "recall", "--dataset", "ml-100k",
      "--data-dir", str(HERE.parent.parent / "shared" / "datasets"), "--k", "10", "--json"],
 ]

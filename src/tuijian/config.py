@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tuijian.domain import Scene
+from tuijian.rules.spec import RuleStrategy
 
 PLACEHOLDER_SECRETS = {"", "dev-secret-change-me", "changeme", "secret"}
 DEFAULT_STRATEGIES = Path(__file__).parent / "strategies" / "default.yaml"
@@ -98,20 +99,35 @@ class RankStrategy(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class ScatterSpec(_Strict):
-    field: Literal["publisher_id", "category", "district", "line"] = "publisher_id"
-    k: int = Field(1, gt=0)
-    window: int = Field(4, gt=0)
+class CreativeSpec(_Strict):
+    """How an item's image is picked: `thompson` learns from clicks per creative (exploring
+    new ones), `best` shows the highest smoothed CTR, `first` always the cover."""
 
-
-class RuleStrategy(_Strict):
-    dedup: bool = True
-    scatter: ScatterSpec | None = None
+    choose: Literal["thompson", "best", "first"] = "thompson"
+    # items without a photo get a generated card from this template (None: no image)
+    generated_template: str | None = "classic"
 
 
 class DisplayStrategy(_Strict):
-    style: Literal["card", "big_image", "small_image", "text"] = "card"
+    """A display id: the style clients render and the fields each item carries. `mixed`
+    shows every `big_every`-th item (from the first) as big_image and the others small."""
+
+    style: Literal["card", "big_image", "small_image", "text", "mixed"] = "card"
     fields: list[str] = Field(default_factory=lambda: ["title", "price"])
+    big_every: int = Field(4, ge=1, le=100)
+    creative: CreativeSpec = Field(default_factory=CreativeSpec)
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> DisplayStrategy:
+        from tuijian.display.render import DISPLAYABLE
+
+        unknown = [f for f in self.fields if f not in DISPLAYABLE]
+        if unknown:
+            raise ValueError(f"fields: unknown {', '.join(unknown)} "
+                             f"(known: {', '.join(DISPLAYABLE)})")
+        if self.style == "text" and "image" in self.fields:
+            raise ValueError("fields: a text style shows no image")
+        return self
 
 
 class SceneDefaults(_Strict):

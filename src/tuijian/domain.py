@@ -68,6 +68,9 @@ class Event:
     # exposures only: the ranking inputs that change over time, as they were when the item
     # was shown (see rank/features/marketplace.py), so training reads what serving saw
     features: dict[str, float] | None = None
+    creative: str | None = None  # the image the display stage chose for the item
+    # the list's first exposure only: what each rule removed / moved / added in this list
+    rules: dict[str, dict[str, int]] | None = None
 
 
 @dataclass(slots=True)

@@ -19,8 +19,8 @@ ITEM_TYPES = {
     "brand": pa.int16(), "series": pa.int16(), "year": pa.int16(),
     "mileage_km": pa.float32(), "salary_band": pa.int8(), "job_type": pa.int8(),
     "publisher_id": pa.int32(), "quality": pa.float32(), "image_hashes": pa.list_(pa.int64()),
-    "created_ts": pa.int64(), "refreshed_ts": pa.int64(), "dup_of": pa.int64(),
-    "appeal": pa.float32(),
+    "images": pa.list_(pa.string()), "created_ts": pa.int64(), "refreshed_ts": pa.int64(),
+    "dup_of": pa.int64(), "appeal": pa.float32(),
 }
 USER_TYPES = {
     "user_id": pa.string(), "device_id": pa.string(), "city": pa.int16(),

@@ -49,6 +49,8 @@ COLUMNS: dict[str, str] = {
     "platform": "VARCHAR",
     "sources": "BIGINT",
     "features": "JSON",
+    "creative": "VARCHAR",
+    "rules": "JSON",
 }
 QUARANTINE_COLUMNS: dict[str, str] = {**COLUMNS, "reason": "VARCHAR", "quarantined_at": "DOUBLE"}
 

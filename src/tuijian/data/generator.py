@@ -362,6 +362,9 @@ def _items_table(rng: np.random.Generator, n: int, pub: dict[str, Array],
         "salary_band": c["salary_band"].astype(np.int8), "job_type": c["job_type"].astype(np.int8),
         "publisher_id": c["publisher_id"], "quality": c["quality"].astype(np.float32),
         "image_hashes": _list_column(c["hashes"], c["hash_n"], pa.array),
+        # creative ids: "<item>-<k>", the k-th photo of the listing (the cover first)
+        "images": _list_column(np.arange(1, n + 1)[:, None] * 10 + np.arange(3), c["hash_n"],
+                               lambda f: _join(_str(f // 10), "-", _str(f % 10))),
         "created_ts": created, "refreshed_ts": refreshed.astype(np.int64), "dup_of": dup_of,
         "appeal": c["appeal"].astype(np.float32),
     })

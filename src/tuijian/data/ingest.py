@@ -122,6 +122,7 @@ class EventIngestor:
         )
         if p.position is not None:
             ev.position, ev.source, ev.sources = p.position, p.source, p.sources
+            ev.creative = p.creative
         return None
 
     def _fold(self, events: Sequence[Event]) -> None:

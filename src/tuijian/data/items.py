@@ -13,8 +13,10 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tuijian.data.columnar import ColumnStore, NumericSpec
+from tuijian.data.signatures import BAND_COLUMNS, text_bands
 from tuijian.domain import IntArray
 
 COUNTERS: tuple[str, ...] = ("exposures", "clicks", "converts", "expected_clicks")
@@ -40,7 +42,8 @@ class ColumnarItemStore(ColumnStore):
 
     key = "item_id"
     required = ("item_id", "line", "category", "city", "district", "title")
-    objects = ("title", "body", "tags", "image_hashes")
+    # images: creative ids (the cover first); image_hashes: their pHashes, in the same order
+    objects = ("title", "body", "tags", "images", "image_hashes")
     numeric: NumericSpec = {
         "item_id": (np.int64, -1),
         "line": (np.int8, -1),
@@ -67,6 +70,12 @@ class ColumnarItemStore(ColumnStore):
         "active": (np.int8, 1),  # 0 once a listing is taken down; recall filters it out
         # derived: equal for exact re-posts (same publisher and title)
         "content_key": (np.int64, 0),
+        # derived: the title and body's MinHash as band keys, for near-duplicate text
+        **dict.fromkeys(BAND_COLUMNS, (np.int64, 0)),
+        # derived: the first image's pHash and the image count, so a request's image dedup
+        # reads two numeric columns instead of a list per item
+        "cover_hash": (np.int64, 0),
+        "n_images": (np.int16, 0),
         "exposures": (np.float64, 0.0),
         "clicks": (np.float64, 0.0),
         "converts": (np.float64, 0.0),
@@ -84,6 +93,20 @@ class ColumnarItemStore(ColumnStore):
     def _derive(self, table: pa.Table, idx: IntArray) -> None:
         if "content_key" not in table.column_names:
             self._cols["content_key"][idx] = _content_keys(table)
+        if "image_hashes" in table.column_names and "cover_hash" not in table.column_names:
+            lists = table.column("image_hashes").combine_chunks()
+            counts = pc.fill_null(pc.list_value_length(lists), 0).to_numpy()
+            starts = lists.offsets.to_numpy()[:-1]
+            flat = (lists.values.to_numpy(zero_copy_only=False).astype(np.int64)
+                    if counts.any() else np.zeros(1, np.int64))
+            self._cols["n_images"][idx] = counts
+            self._cols["cover_hash"][idx] = np.where(
+                counts > 0, flat[np.minimum(starts, len(flat) - 1)], 0)
+        if BAND_COLUMNS[0] not in table.column_names:
+            body = table.column("body") if "body" in table.column_names else None
+            bands = text_bands(table.column("title"), body)
+            for b, c in enumerate(BAND_COLUMNS):
+                self._cols[c][idx] = bands[:, b]
 
 
 def _content_keys(table: pa.Table) -> npt.NDArray[np.int64]:

@@ -23,30 +23,64 @@ _NAMES: dict[str, Callable[[int], str]] = {
     "district": lambda c: vocab.DISTRICTS[c][1],
     "brand": lambda c: vocab.BRANDS[c],
     "series": lambda c: vocab.SERIES[c],
+    "salary_band": lambda c: vocab.SALARY_BANDS[c],
+    "job_type": lambda c: vocab.JOB_TYPES[c],
 }
+IMAGE_STYLES = ("card", "big_image", "small_image")
 DISPLAYABLE = (
-    "title", "body", "tags", "image_hashes", "price", "line", "category", "city", "district",
+    "image", "title", "body", "tags", "images", "price", "line", "category", "city", "district",
     "brand", "series", "rooms", "area", "year", "mileage_km", "lat", "lon", "publisher_id",
 )
 
 
+def item_styles(strategy: DisplayStrategy, n: int) -> list[str]:
+    """The style of each of n positions (`mixed` alternates big and small images)."""
+    if strategy.style != "mixed":
+        return [strategy.style] * n
+    return ["big_image" if p % strategy.big_every == 0 else "small_image" for p in range(n)]
+
+
 def render_items(
-    cands: Candidates, store: ItemFeatureCenter, strategy: DisplayStrategy
+    cands: Candidates, store: ItemFeatureCenter, strategy: DisplayStrategy,
+    creatives: list[str | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One dict per final item: item_id, score, style and the style's fields."""
-    fields = [f for f in strategy.fields if f in DISPLAYABLE]
+    """One dict per final item: item_id, score, style and the style's fields. `image` is the
+    chosen creative, or for an item without photos the URL of its generated card."""
+    fields = [f for f in strategy.fields if f != "image"]
     cols = store.gather(cands.idx, ("item_id", *fields))
+    styles = item_styles(strategy, len(cands))
+    template = strategy.creative.generated_template
     out: list[dict[str, Any]] = []
     for j in range(len(cands)):
+        item_id = int(cols["item_id"][j])
         item: dict[str, Any] = {
-            "item_id": int(cols["item_id"][j]),
+            "item_id": item_id,
             "score": round(float(cands.score[j]), 6),
-            "style": strategy.style,
+            "style": styles[j],
         }
+        if "image" in strategy.fields and styles[j] in IMAGE_STYLES:
+            chosen = creatives[j] if creatives is not None else None
+            if chosen is not None:
+                item["image"] = {"creative": chosen}
+            elif template is not None:
+                item["image"] = {"generated": f"/v1/items/{item_id}/creative.png"
+                                              f"?template={template}"}
         for f in fields:
             item[f] = _value(f, cols[f][j])
         out.append(item)
     return out
+
+
+def display_value(name: str, value: Any) -> Any:
+    """A stored value as people see it: a code as its name, "not applicable" as None.
+
+    Accepts numpy scalars (column reads) and plain Python values (`store.record`), so every
+    consumer (the creative builder, too) spells codes the same way as the API does."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = np.int64(value)
+    elif isinstance(value, float):
+        value = np.float64(value)
+    return _value(name, value)
 
 
 def _value(name: str, v: Any) -> Any:

@@ -15,6 +15,7 @@ import numpy as np
 from tuijian.data.ingest import ClickProcessor
 from tuijian.data.items import ItemFeatureCenter
 from tuijian.data.users import INTEREST_FIELDS, TAG_FIELDS, MemoryProfileStore
+from tuijian.display.creatives import CreativeChooser
 from tuijian.domain import FloatArray
 from tuijian.rank.signals import (
     DEFAULT_PRIOR_CTR,
@@ -52,6 +53,25 @@ def restore_counters(store: ItemFeatureCenter, events_sql: str) -> FloatArray:
         np.add.at(column, idx[ok], values[ok])
         store.set_counts(name, column)
     return curve
+
+
+def restore_creatives(chooser: CreativeChooser, events_sql: str, curve: FloatArray) -> int:
+    """Replay the log's per-creative exposures (position-weighted, as served) and clicks
+    into the creative chooser; returns the creatives restored."""
+    con = duckdb.connect()
+    rows = con.sql(f"""
+        SELECT item_id, creative,
+               list(coalesce(position, 0)) FILTER (type = 'exposure') AS positions,
+               count(*) FILTER (type = 'click') AS clicks
+        FROM {events_sql} WHERE creative IS NOT NULL GROUP BY item_id, creative""").fetchall()
+    top = float(curve[0]) if len(curve) and curve[0] > 0 else 1.0
+    for item_id, creative, positions, clicks in rows:
+        pos = np.minimum(np.asarray(positions or [], np.int64), len(curve) - 1)
+        if len(pos):
+            chooser.record_exposure(int(item_id), creative, float(curve[pos].sum()) / top)
+        for _ in range(int(clicks)):
+            chooser.record_click(int(item_id), creative)
+    return len(rows)
 
 
 def restore_profiles(

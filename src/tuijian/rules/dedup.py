@@ -1,34 +1,95 @@
-"""Exact-duplicate removal: one listing per item and per (publisher, title) content key.
+"""Dedup: one listing per re-post, keeping the best-ranked copy.
 
-Re-posting the same listing is the commonest spam on a classifieds site; the content key is
-computed once at ingest, so this is a vectorized first-occurrence filter on the ranked order.
-Near-duplicate (SimHash / image hash) detection deepens this in its own issue.
+Re-posting is the commonest spam on a classifieds site. Exact copies share the item id or the
+(publisher, title) content key; near copies share most of their text (MinHash) or a photo
+(perceptual hash). Every signature was computed once at ingest, so a request only sorts band
+keys and verifies the few pairs that collide (`near_dup.py`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tuijian.data.items import ItemFeatureCenter
+from tuijian.data.signatures import BAND_COLUMNS, jaccard
 from tuijian.domain import Candidates
-from tuijian.rules.base import RuleReport
+from tuijian.rules.base import RuleContext, RuleReport
+from tuijian.rules.near_dup import (
+    ImageHashes,
+    Pairs,
+    distinct_pairs,
+    greedy_drop,
+    image_distance,
+    image_pairs,
+    text_pairs,
+)
+from tuijian.rules.spec import DedupSpec
 
 
-class ExactDedup:
+def exact_duplicates(idx: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Rows that repeat an earlier row's item or content key."""
+    keep = np.zeros(len(idx), bool)
+    keep[np.unique(idx, return_index=True)[1]] = True
+    masked = np.where(keep, keys, -1 - np.arange(len(idx)))
+    first_key = np.zeros(len(idx), bool)
+    first_key[np.unique(masked, return_index=True)[1]] = True
+    return ~(keep & first_key)
+
+
+class Dedup:
     name = "dedup"
 
-    def apply(self, cands: Candidates, store: ItemFeatureCenter, n: int) -> tuple[
-            Candidates, RuleReport]:
+    def __init__(self, spec: DedupSpec) -> None:
+        self.spec = spec
+
+    def apply(self, cands: Candidates, ctx: RuleContext) -> tuple[Candidates, RuleReport]:
         if len(cands) == 0:
             return cands, RuleReport(self.name)
-        keys = store.gather(cands.idx, ("content_key",))["content_key"]
-        _, first_item = np.unique(cands.idx, return_index=True)
-        keep = np.zeros(len(cands), bool)
-        keep[first_item] = True
-        _, first_key = np.unique(np.where(keep, keys, -1 - np.arange(len(cands))),
-                                 return_index=True)
-        keep2 = np.zeros(len(cands), bool)
-        keep2[first_key] = True
-        keep &= keep2
-        removed = int(len(cands) - keep.sum())
-        return cands.take(np.flatnonzero(keep)), RuleReport(self.name, removed=removed)
+        cols = ctx.store.gather(cands.idx, self.columns())
+        drop = (exact_duplicates(cands.idx, cols["content_key"]) if self.spec.exact
+                else np.zeros(len(cands), bool))
+        live = np.flatnonzero(~drop)
+        near = self.near_pairs({k: v[live] for k, v in cols.items()})
+        drop[live[greedy_drop(len(live), near)]] = True
+        return cands.take(np.flatnonzero(~drop)), RuleReport(self.name, removed=int(drop.sum()))
+
+    def near_pairs(self, cols: dict[str, np.ndarray]) -> Pairs:
+        """Near-duplicate row pairs under this spec (also what the offline evaluation scores)."""
+        spec = self.spec
+        found: list[Pairs] = []
+        bands = (np.stack([cols[c] for c in BAND_COLUMNS], axis=1)
+                 if spec.text is not None else None)
+        images = None
+        if spec.image is not None:
+            images = (ImageHashes.covers(cols["cover_hash"], cols["n_images"])
+                      if spec.image.images == 1
+                      else ImageHashes.from_lists(cols["image_hashes"], spec.image.images))
+        if spec.mode == "any":
+            if bands is not None and spec.text is not None:
+                found.append(text_pairs(bands, spec.text.min_jaccard))
+            if images is not None and spec.image is not None:
+                found.append(image_pairs(images, spec.image.max_distance))
+        else:  # weighted: score every pair either signal proposes, then threshold the blend
+            w = spec.weights
+            loose = [text_pairs(bands, 0.3)] if bands is not None else []
+            if images is not None:
+                loose.append(image_pairs(images, 16))
+            cand = distinct_pairs(np.concatenate(loose)) if loose else np.empty((0, 2), int)
+            score = np.zeros(len(cand))
+            if bands is not None:
+                score += w.text * jaccard(bands[cand[:, 0]], bands[cand[:, 1]])
+            if images is not None:
+                score += w.image * (1 - image_distance(images, cand) / 64)
+            found.append(cand[score >= w.threshold])
+        found = [p for p in found if len(p)]
+        if not found:
+            return np.empty((0, 2), np.int64)
+        return distinct_pairs(np.concatenate(found))
+
+    def columns(self) -> tuple[str, ...]:
+        cols = ["content_key"]
+        if self.spec.text is not None:
+            cols += BAND_COLUMNS
+        if self.spec.image is not None:
+            cols += (["cover_hash", "n_images"] if self.spec.image.images == 1
+                     else ["image_hashes"])
+        return tuple(cols)

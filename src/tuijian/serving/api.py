@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from tuijian import __version__
+from tuijian.display.builder import DEFAULT_TEMPLATE, build_creative, load_templates
 from tuijian.jobs.push import push_batch
 from tuijian.serving import pages
 from tuijian.serving.errors import RequestError
@@ -36,6 +38,8 @@ MODEL_POLL_S = 5.0
 
 
 def create_app(service: Service, rebuild: bool = True) -> FastAPI:
+    creatives = load_templates()  # validated once: a bad template file fails startup, here
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_rebuild_loop(service)) if rebuild else None
@@ -75,7 +79,7 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
             stage_ids={"recall": ids.recall, "rank": ids.rank, "rule": ids.rule,
                        "display": ids.display},
             items=rec.items, degraded=rec.degraded, next_page_token=rec.next_page_token,
-            relaxed=rec.notes.get("relaxed"),
+            relaxed=rec.notes.get("relaxed"), rules=rec.rules, display=rec.display,
         )
 
     @app.post("/v1/events", response_model=EventsOut, tags=["events"])
@@ -90,7 +94,14 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
     @app.put("/v1/items", response_model=UpsertOut, tags=["catalog"])
     def put_items(body: ItemsIn) -> UpsertOut:
         now = time.time()
-        return UpsertOut(upserted=service.upsert_items([i.row(now) for i in body.items]))
+        _check_embeddings(body, service.pipeline.creatives.embedding_weights)
+        upserted = service.upsert_items([i.row(now) for i in body.items])
+        for item in body.items:
+            for image in item.images:
+                if image.embedding is not None:
+                    service.pipeline.creatives.register_embedding(
+                        item.item_id, image.id, np.asarray(image.embedding))
+        return UpsertOut(upserted=upserted)
 
     @app.put("/v1/users", response_model=UpsertOut, tags=["catalog"])
     def put_users(body: UsersIn) -> UpsertOut:
@@ -102,6 +113,19 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
         if pos < 0:
             raise RequestError("item_id", f"unknown item {item_id}", 404)
         return pages.item_public(service.store.record(pos))
+
+    @app.get("/v1/items/{item_id}/creative.png", tags=["catalog"],
+             responses={200: {"content": {"image/png": {}}}})
+    def get_creative(item_id: int, template: str = DEFAULT_TEMPLATE) -> Response:
+        """A generated listing image (PNG) for an item, e.g. one without photos."""
+        if template not in creatives:
+            raise RequestError("template", f"unknown template {template!r} "
+                                           f"(known: {', '.join(creatives)})")
+        pos = service.store.position(item_id)
+        if pos < 0:
+            raise RequestError("item_id", f"unknown item {item_id}", 404)
+        png = build_creative(service.store.record(pos), creatives[template])
+        return Response(png, media_type="image/png")
 
     @app.get("/v1/users/{user_id}", tags=["catalog"])
     def get_user(user_id: str) -> dict[str, Any]:
@@ -156,3 +180,19 @@ async def _rebuild_loop(service: Service) -> None:
             await asyncio.to_thread(service.learn_online)
         except Exception:
             log.exception("online learning failed; the model keeps its weights")
+
+
+def _check_embeddings(body: ItemsIn, weights: np.ndarray | None) -> None:
+    """Every image embedding must have the dimension the creative model learns in (set by the
+    first one it saw); checked before anything is stored."""
+    dim = None if weights is None else len(weights) - 1
+    for i, item in enumerate(body.items):
+        for j, image in enumerate(item.images):
+            if image.embedding is None:
+                continue
+            if dim is None:
+                dim = len(image.embedding)
+            elif len(image.embedding) != dim:
+                raise RequestError(f"items[{i}].images[{j}].embedding",
+                                   f"has {len(image.embedding)} dimensions, expected {dim}",
+                                   422)

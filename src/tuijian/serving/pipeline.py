@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from tuijian.config import StrategyFile
+from tuijian.config import DisplayStrategy, StrategyFile
 from tuijian.data.exposures import ExposureWriter
 from tuijian.data.users import TAG_FIELDS, MemoryProfileStore, UserProfile
 from tuijian.data.vocab import CITY_NAMES
-from tuijian.display.render import render_items
+from tuijian.display.creatives import CreativeChooser
+from tuijian.display.render import IMAGE_STYLES, item_styles, render_items
 from tuijian.display.tracking import TrackingCodec, TrackingError, TrackingParam
 from tuijian.domain import Candidates, Event, EventType, RecommendRequest, Scene, StageIds
 from tuijian.experiments.assignment import Assigner, DefaultAssigner
@@ -33,9 +34,8 @@ from tuijian.rank.registry import RANKERS
 from tuijian.recall.base import Catalog, RecallContext, RecallSource
 from tuijian.recall.fusion import exclude, fuse, keep_eligible
 from tuijian.recall.registry import SOURCE_CODE, SOURCE_NAMES, SOURCES
-from tuijian.rules.base import Rule
-from tuijian.rules.dedup import ExactDedup
-from tuijian.rules.scatter import Scatter
+from tuijian.rules.base import Rule, RuleContext, RuleReport
+from tuijian.rules.chain import rule_chain
 from tuijian.serving.errors import RequestError
 from tuijian.serving.metrics import Metrics
 from tuijian.serving.sessions import FeedSessions
@@ -59,6 +59,9 @@ class Recommendation:
     next_page_token: str | None = None
     item_params: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    rules: dict[str, dict[str, int]] = field(default_factory=dict)  # what each rule changed
+    display: dict[str, Any] = field(default_factory=dict)  # the style the client renders
+    creatives: list[str | None] = field(default_factory=list)  # the photo shown per position
 
 
 class Pipeline:
@@ -79,6 +82,8 @@ class Pipeline:
         self.codec, self.exposures, self.metrics = codec, exposures, metrics
         self.assigner = assigner or DefaultAssigner(strategies)
         self.sessions = FeedSessions()
+        # which photo of an item gets clicks; fed by logged exposures and ingested clicks
+        self.creatives = CreativeChooser()
         # deployed ranking models by name; the service points it at its live model registry
         self.model_lookup: ModelLookup = no_models
         self.sources: dict[tuple[str, int], RecallSource] = {
@@ -89,12 +94,8 @@ class Pipeline:
         self.rankers: dict[str, Ranker] = {
             kid: RANKERS[r.ranker](r.params) for kid, r in strategies.rank.items()
         }
-        self.rules: dict[str, list[Rule]] = {}
-        for uid, r in strategies.rule.items():
-            chain: list[Rule] = [ExactDedup()] if r.dedup else []
-            if r.scatter is not None:
-                chain.append(Scatter(r.scatter.field, r.scatter.k, r.scatter.window))
-            self.rules[uid] = chain
+        self.rules: dict[str, list[Rule]] = {
+            uid: rule_chain(r) for uid, r in strategies.rule.items()}
 
     async def recommend(self, req: RecommendRequest, log_exposures: bool = True
                         ) -> Recommendation:
@@ -103,6 +104,7 @@ class Pipeline:
         profile = self.profiles.get(req.user_id)
         degraded: list[str] = []
         timings: dict[str, float] = {}
+        reports: dict[str, dict[str, int]] = {}
         ctx = self._context(req, profile)
         pinned = self._pinned(req, ctx)
         page_token = None
@@ -112,7 +114,7 @@ class Pipeline:
         try:
             cands = await self._recall(ctx, ids, degraded, seen, pinned, timings)
             cands = self._rank(cands, ctx, profile, ids, degraded, timings)
-            cands = self._rules(cands, ids, req.n, degraded, timings)
+            cands = self._rules(cands, ids, req.n, req.now, degraded, timings, reports)
         except Exception:  # last resort: never fail a valid request
             log.exception("pipeline failed; serving the cached hot list")
             degraded.append("pipeline")
@@ -126,6 +128,7 @@ class Pipeline:
             cands = first.concat(rest)
         cands = cands.take(np.arange(min(req.n, len(cands))))
         rec = self._display(req, ids, cands, degraded, ctx.notes, timings)
+        rec.rules = reports
         if page_token is not None:
             self.sessions.add(page_token, cands.idx)
             rec.next_page_token = page_token
@@ -134,6 +137,19 @@ class Pipeline:
         self.metrics.requests.labels(req.scene.value).inc()
         self._observe("total", t0, timings)
         return rec
+
+    def _count_creatives(self, rec: Recommendation, pos: list[int],
+                         curve: np.ndarray) -> None:
+        """An exposure of a creative counts as its position's share of a first-position one,
+        so lower slots don't make a photo look worse than it is."""
+        if not rec.creatives:
+            return
+        top = float(curve[0]) if len(curve) and curve[0] > 0 else 1.0
+        for p in pos:
+            creative = rec.creatives[p]
+            if creative is not None:
+                weight = float(curve[min(p, len(curve) - 1)]) / top
+                self.creatives.record_exposure(rec.items[p]["item_id"], creative, weight)
 
     def _observe(self, stage: str, t0: float, timings: dict[str, float]) -> None:
         elapsed = timings[stage] = time.perf_counter() - t0
@@ -165,6 +181,7 @@ class Pipeline:
                 log.exception("online learner rejected exposure %s", rec.exposure_id)
         self.catalog.store.add_counts(idx, "exposures")
         curve = self.catalog.index.position_ctr
+        self._count_creatives(rec, pos, curve)
         self.catalog.store.add_counts(
             idx, "expected_clicks", curve[np.minimum(pos, curve.shape[0] - 1)])
         self.profiles.record_exposures(rec.user_id, idx)
@@ -180,6 +197,8 @@ class Pipeline:
                 recall_id=ids.recall, rank_id=ids.rank, rule_id=ids.rule, display_id=ids.display,
                 position=p, source=rec.items[p]["source"], platform=rec.platform,
                 sources=int(rec.cands.sources[p]), features=features,
+                rules=(rec.rules or None) if p == 0 else None,
+                creative=rec.creatives[p] if rec.creatives else None,
             )
             for p, features in zip(pos, logged, strict=True)
         ]
@@ -317,30 +336,38 @@ class Pipeline:
         self._observe("rank", t0, timings)
         return cands
 
-    def _rules(self, cands: Candidates, ids: StageIds, n: int, degraded: list[str],
-               timings: dict[str, float]) -> Candidates:
+    def _rules(self, cands: Candidates, ids: StageIds, n: int, now: float, degraded: list[str],
+               timings: dict[str, float], reports: dict[str, dict[str, int]]) -> Candidates:
         t0 = time.perf_counter()
+        ctx = RuleContext(self.catalog.store, n, now)
         for rule in self.rules[ids.rule]:
             try:
-                cands, report = rule.apply(cands, self.catalog.store, n)
+                cands, report = rule.apply(cands, ctx)
             except Exception:
                 log.exception("rule %s failed; skipped", rule.name)
                 degraded.append(f"rules.{rule.name}")
                 self.metrics.degradations.labels("rules", "error").inc()
                 continue
-            if report.removed:
-                self.metrics.rule_changes.labels(report.rule, "removed").inc(report.removed)
-            if report.moved:
-                self.metrics.rule_changes.labels(report.rule, "moved").inc(report.moved)
+            self._report(report, reports)
         self._observe("rules", t0, timings)
         return cands
+
+    def _report(self, report: RuleReport, reports: dict[str, dict[str, int]]) -> None:
+        changed = {k: v for k, v in (("removed", report.removed), ("moved", report.moved),
+                                     ("added", report.added)) if v}
+        for kind, count in changed.items():
+            self.metrics.rule_changes.labels(report.rule, kind).inc(count)
+        if changed:
+            reports[report.rule] = changed
 
     def _display(self, req: RecommendRequest, ids: StageIds, cands: Candidates,
                  degraded: list[str], notes: dict[str, Any], timings: dict[str, float]
                  ) -> Recommendation:
         t0 = time.perf_counter()
         store = self.catalog.store
-        items = render_items(cands, store, self.strategies.display[ids.display])
+        strategy = self.strategies.display[ids.display]
+        creatives = self._creatives(cands, strategy)
+        items = render_items(cands, store, strategy, creatives)
         exposure_id = uuid.uuid4().hex[:20]
         ts = int(req.now)
         base = TrackingParam(exposure_id, req.scene.value, ids.recall, ids.rank, ids.rule,
@@ -353,12 +380,32 @@ class Pipeline:
             mask = int(cands.sources[p])
             it["sources"] = [name for code, name in sorted(SOURCE_NAMES.items())
                              if mask >> code & 1]
-            params.append(self.codec.encode(base.for_item(it["item_id"], p, it["source"], mask)))
+            params.append(self.codec.encode(
+                base.for_item(it["item_id"], p, it["source"], mask, creatives[p])))
             it["tracking"] = params[-1]
         self._observe("display", t0, timings)
         return Recommendation(
             exposure_id, self.codec.encode(list_param), ids, items, cands, req.user_id,
             req.scene, req.platform, req.now, degraded, notes, item_params=params,
-            timings=timings,
+            timings=timings, display={"style": strategy.style, "fields": strategy.fields},
+            creatives=creatives,
         )
+
+    def _creatives(self, cands: Candidates, strategy: DisplayStrategy) -> list[str | None]:
+        """The photo each item shows, by the display id's creative policy (None: no photo
+        shown, or none to show)."""
+        shown = [s in IMAGE_STYLES for s in item_styles(strategy, len(cands))]
+        if "image" not in strategy.fields or not any(shown):
+            return [None] * len(cands)
+        cols = self.catalog.store.gather(cands.idx, ("item_id", "images"))
+        lists = [list(v) if v is not None and s else [] for v, s in zip(cols["images"], shown,
+                                                                         strict=True)]
+        item_ids = cols["item_id"].tolist()
+        how = strategy.creative.choose
+        if how == "thompson":
+            return self.creatives.choose(item_ids, lists)
+        if how == "best":
+            return [(self.creatives.best(i) or imgs[0]) if imgs else None
+                    for i, imgs in zip(item_ids, lists, strict=True)]
+        return [imgs[0] if imgs else None for imgs in lists]
 

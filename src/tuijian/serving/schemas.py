@@ -5,6 +5,8 @@ Names are resolved to vocabulary codes here, at the edge, so the pipeline only e
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from typing import Annotated, Any, Literal
 
@@ -161,6 +163,10 @@ class RecommendOut(BaseModel):
     degraded: list[str]
     next_page_token: str | None = None
     relaxed: list[str] | None = None
+    # what each rule of the rule id removed / moved / added in this list
+    rules: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # the display id's style and the fields each item carries, for the client's renderer
+    display: dict[str, Any] = Field(default_factory=dict)
 
 
 class EventIn(_In):
@@ -213,6 +219,36 @@ class EventsOut(BaseModel):
     results: list[EventResult]
 
 
+class ImageIn(_In):
+    """One photo (creative) of a listing. Its perceptual hash is computed here, at ingest,
+    from the bytes, so dedup at request time compares numbers; an upstream that already
+    hashed its photos may send `phash` instead of `data`."""
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    data: str | None = Field(None, max_length=14_000_000,
+                             description="base64 of the image file (JPEG, PNG, WebP…)")
+    phash: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    embedding: list[float] | None = Field(None, min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _hash(self) -> ImageIn:
+        if (self.data is None) == (self.phash is None):
+            raise ValueError("give exactly one of data (the image) or phash")
+        if self.data is not None:
+            from tuijian.data.images import ImageError, image_hash
+
+            try:
+                raw = base64.b64decode(self.data, validate=True)
+            except binascii.Error:
+                raise ValueError("data: not valid base64") from None
+            try:
+                self.phash = image_hash(raw)
+            except ImageError as exc:
+                raise ValueError(f"data: {exc}") from None
+            self.data = None  # hashed; the bytes are not kept
+        return self
+
+
 class ItemIn(_In):
     item_id: int = Field(gt=0, le=MAX_ID)
     line: str
@@ -236,6 +272,9 @@ class ItemIn(_In):
     job_type: str | None = None
     publisher_id: int | None = Field(None, ge=0, le=2**31 - 1)
     quality: float | None = Field(None, ge=0, le=1)
+    # photos, the cover first: creative ids with hashes computed at ingest
+    images: list[ImageIn] = Field(default_factory=list, max_length=20)
+    # hashes without creative ids, for catalogs hashed upstream (ignored when images is given)
     image_hashes: list[Annotated[int, Field(ge=-(2**63), le=MAX_ID)]] = Field(
         default_factory=list, max_length=20)
     status: Literal["active", "inactive"] = "active"
@@ -269,7 +308,10 @@ class ItemIn(_In):
         return {
             **self.model_dump(exclude={"line", "category", "city", "district", "brand",
                                        "series", "salary_band", "job_type", "lat", "lon",
-                                       "status"}),
+                                       "status", "images", "image_hashes"}),
+            "images": [im.id for im in self.images],
+            "image_hashes": ([im.phash for im in self.images] if self.images
+                             else self.image_hashes),
             "line": vocab.LINES.index(self.line),
             "category": vocab.CATEGORIES.index(self.category),
             "city": city,

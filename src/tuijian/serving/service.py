@@ -33,7 +33,7 @@ from tuijian.data.users import MemoryProfileStore, UserTable
 from tuijian.display.tracking import TrackingCodec
 from tuijian.domain import Event, EventStatus, EventType, IntArray
 from tuijian.jobs.artifacts import ArtifactStore
-from tuijian.jobs.build import restore_counters, restore_profiles
+from tuijian.jobs.build import restore_counters, restore_creatives, restore_profiles
 from tuijian.jobs.hot import RecentStats
 from tuijian.jobs.registry import LOADERS
 from tuijian.rank.live_models import LiveModels
@@ -133,6 +133,7 @@ class Service:
         self.pipeline = Pipeline(self.catalog, self.profiles, self.strategies, self.codec,
                                  self.exposures, self.metrics)
         self.pipeline.model_lookup = self.rank_models.get
+        restore_creatives(self.pipeline.creatives, events_sql, curve)
         self.pipeline.online_learner = self.online_learner  # an FTRL model loaded at start-up
         self.ingestor = EventIngestor(self.log, self.store, self.profiles, self.codec)
         self.ingestor.click_processors.append(self.item_cf_realtime)
@@ -258,10 +259,13 @@ class Service:
     def _learn_clicks(self, events: Sequence[Event], results: Sequence[IngestResult]) -> None:
         """Accepted clicks label their exposure's row (the ingestor has filled exposure_id
         from the verified tracking param). Here rather than as an ingestor click processor:
-        those are given (user, item index, ts), not the exposure the click belongs to."""
+        those are given (user, item index, ts), not the exposure the click belongs to. A click
+        through a chosen photo also counts for that creative."""
         learner = self.online_learner
-        if learner is None:
-            return
         for ev, r in zip(events, results, strict=True):
-            if r.status == EventStatus.ACCEPTED and ev.type == EventType.CLICK:
+            if r.status != EventStatus.ACCEPTED or ev.type != EventType.CLICK:
+                continue
+            if ev.creative is not None:  # the photo the click came through (tracking param)
+                self.pipeline.creatives.record_click(ev.item_id, ev.creative)
+            if learner is not None:
                 learner.mark_click(ev.exposure_id, ev.item_id)
