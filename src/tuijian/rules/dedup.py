@@ -47,7 +47,7 @@ class Dedup:
         cols = ctx.store.gather(cands.idx, self.columns())
         drop = (exact_duplicates(cands.idx, cols["content_key"]) if self.spec.exact
                 else np.zeros(len(cands), bool))
-        live = np.flatnonzero(~drop)
+        live = np.flatnonzero(~drop)[: max(self.spec.depth * ctx.n, 100)]
         near = self.near_pairs({k: v[live] for k, v in cols.items()})
         drop[live[greedy_drop(len(live), near)]] = True
         return cands.take(np.flatnonzero(~drop)), RuleReport(self.name, removed=int(drop.sum()))

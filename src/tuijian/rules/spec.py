@@ -179,6 +179,10 @@ class DedupSpec(_Strict):
     image: ImageDedup | None = Field(default_factory=ImageDedup)
     mode: Literal["any", "weighted"] = "any"
     weights: Weights = Field(default_factory=Weights)
+    # near-duplicates are looked for among the best `depth` × n items (at least 100): deeper
+    # items are only reached when scatter runs out of the ones above, and each checked item
+    # costs request time (exact copies are removed at any depth)
+    depth: int = Field(3, ge=1, le=100)
 
 
 class ScatterSpec(_Strict):
