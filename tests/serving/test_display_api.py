@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tuijian.data.images import encode_jpeg, image_hash, render_photo, repost_copy
+from tuijian.display.render import render_items
+from tuijian.domain import Candidates
 from tuijian.serving.api import create_app
 from tuijian.serving.service import Service
 
@@ -83,13 +85,23 @@ def test_response_carries_style_creative_and_rule_reports(client: TestClient,
     assert after[it["image"]["creative"]] == before.get(it["image"]["creative"], 0) + 1
 
 
-def test_items_without_photos_get_a_generated_card(client: TestClient) -> None:
+def test_items_without_photos_get_a_generated_card(client: TestClient,
+                                                   service: Service) -> None:
     items = [_item(9_000_010, [], "Huawei P60, like new, ¥2500")]
     assert client.put("/v1/items", json={"items": items}).status_code == 200
     rec = client.post("/v1/recommend", json={"scene": "detail_related", "user_id": "u8",
                                              "n": 50, "context": {"item_id": 9_000_010}})
     assert rec.status_code == 200, rec.text
+    store = service.catalog.store
+    idx = np.array([store.position(9_000_010)])
+    strategies = service.strategies.display
+    [card] = render_items(Candidates.placed(idx, np.ones(1), 0), store, strategies["d_card"],
+                          service.pipeline.choose_creatives(Candidates.placed(idx, np.ones(1), 0),
+                                                      strategies["d_card"]))
     url = f"/v1/items/{9_000_010}/creative.png?template=classic"
+    assert card["image"] == {"generated": url} and card["style"] == "card"
+    [text] = render_items(Candidates.placed(idx, np.ones(1), 0), store, strategies["d_text"])
+    assert "image" not in text and text["style"] == "text"
     r = client.get(url)
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(r.content)).size[0] > 100

@@ -366,7 +366,7 @@ class Pipeline:
         t0 = time.perf_counter()
         store = self.catalog.store
         strategy = self.strategies.display[ids.display]
-        creatives = self._creatives(cands, strategy)
+        creatives = self.choose_creatives(cands, strategy)
         items = render_items(cands, store, strategy, creatives)
         exposure_id = uuid.uuid4().hex[:20]
         ts = int(req.now)
@@ -391,7 +391,7 @@ class Pipeline:
             creatives=creatives,
         )
 
-    def _creatives(self, cands: Candidates, strategy: DisplayStrategy) -> list[str | None]:
+    def choose_creatives(self, cands: Candidates, strategy: DisplayStrategy) -> list[str | None]:
         """The photo each item shows, by the display id's creative policy (None: no photo
         shown, or none to show)."""
         shown = [s in IMAGE_STYLES for s in item_styles(strategy, len(cands))]
