@@ -7,7 +7,9 @@ DEV := $(VENV)/.installed-dev
 DATA ?= ./data
 PORT ?= 8000
 
-.PHONY: help install run test lint bench clean-data
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: help install run test lint bench clean-data browser
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,7 +35,13 @@ lint: $(DEV)  ## ruff + mypy
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-test: lint  ## Lint, type-check and run the test suite
+browser:  ## Install Debian's Chromium for the web-page tests if it is missing (needs root)
+	@test -x $(CHROMIUM) || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)); } || \
+	  { echo "Chromium is needed at $(CHROMIUM) for the web-page tests: apt-get install chromium"; exit 1; }
+
+test: lint browser  ## Lint, type-check and run the test suite
 	$(BIN)/pytest
 
 bench: $(DEV)  ## Run the benchmarks (numbers go to docs/BENCHMARKS.md by hand)

@@ -14,6 +14,8 @@ RUNS = [
      "1000000", "--requests", "3000", "--json"],
     [sys.executable, str(HERE / "bench_ingest.py")],
     [sys.executable, str(HERE / "bench_retrieval.py")],
+    # experiment assignment per request (5 layers, a domain, a launch) vs scene defaults
+    [sys.executable, str(HERE / "bench_assignment.py")],
     # rank model hot reload: 20 deploy+poll swaps while predictions run at full speed
     [sys.executable, str(HERE / "bench_hot_reload.py"), "--versions", "20"],
     # the recall stage with every source working: simulated traffic and all jobs first

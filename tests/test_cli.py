@@ -56,3 +56,36 @@ def test_eval_recall_on_movielens_100k() -> None:
     r = runner.invoke(app, ["eval", "recall", "--dataset", "ml-100k", "--data-dir",
                             "/nowhere"])
     assert r.exit_code == 2 and "ml-100k" in r.output
+
+
+def test_experiments_create_start_report_json(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    r = runner.invoke(app, ["generate", "--items", "3000", "--users", "300", "--seed", "1",
+                            "--out", str(data / "generated")])
+    assert r.exit_code == 0, r.output
+    spec = tmp_path / "exp.yaml"
+    spec.write_text("name: fusion\nlayer: recall\nscenes: [guess_you_like, feed]\n"
+                    "percent: 100\nvariants:\n  - {name: control, stage_id: r_default}\n"
+                    "  - {name: rrf, stage_id: r_rrf}\n")
+    r = runner.invoke(app, ["experiments", "create", str(spec), "--data", str(data)])
+    assert r.exit_code == 0, r.output
+    exp_id = json.loads(r.stdout)["id"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(spec.read_text().replace("r_rrf", "r_nope"))
+    r = runner.invoke(app, ["experiments", "create", str(bad), "--data", str(data)])
+    assert r.exit_code == 2 and "unknown recall id 'r_nope'" in r.output
+    r = runner.invoke(app, ["experiments", "start", str(exp_id), "--data", str(data)])
+    assert r.exit_code == 0 and json.loads(r.stdout)["status"] == "running"
+    r = runner.invoke(app, ["simulate", "--data", str(data), "--days", "0.1",
+                            "--requests-per-day", "2000"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["experiments", "report", str(exp_id), "--data", str(data),
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert set(report["variants"]) == {"control", "rrf"}
+    assert sum(v["units"] for v in report["variants"].values()) > 20
+    assert {"srm", "lifts", "warnings", "min_units"} <= set(report)
+    assert set(report["lifts"]["rrf"]) >= {"ctr", "cvr", "clicks_per_user"}
+    r = runner.invoke(app, ["experiments", "report", str(exp_id), "--data", str(data)])
+    assert r.exit_code == 0 and "SRM" in r.stdout

@@ -51,7 +51,17 @@ def test_unknown_ranker_is_named(tmp_path: Path) -> None:
 def test_placeholder_secret_refused_outside_dev_mode() -> None:
     with pytest.raises(ConfigError, match="secret"):
         Settings.from_env(dev_mode=False)
-    assert Settings.from_env(dev_mode=False, secret="a-real-secret-value").dev_mode is False
+    with pytest.raises(ConfigError, match="admin_key: a placeholder"):
+        Settings.from_env(dev_mode=False, secret="a-real-secret-value")
+    assert Settings.from_env(dev_mode=False, secret="a-real-secret-value",
+                             admin_key="a-real-admin-key").dev_mode is False
+
+
+def test_experiments_url_must_name_a_supported_store() -> None:
+    with pytest.raises(ConfigError, match="experiments_url"):
+        Settings.from_env(experiments_url="mysql://x")
+    s = Settings.from_env(data_dir="/tmp/d")
+    assert s.experiments_store == "sqlite:////tmp/d/experiments.db"  # an absolute path
 
 
 def test_impossible_quota_is_rejected(tmp_path: Path) -> None:

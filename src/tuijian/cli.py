@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tuijian.cli_creatives import creatives_app
+from tuijian.cli_experiments import experiments_app
 from tuijian.cli_models import models_app
 from tuijian.config import ConfigError, Settings
 
@@ -30,6 +31,7 @@ eval_app = typer.Typer(help="Offline evaluation on public data.", no_args_is_hel
 app.add_typer(eval_app, name="eval")
 app.add_typer(models_app, name="models")
 app.add_typer(creatives_app, name="creatives")
+app.add_typer(experiments_app, name="experiments")
 console = Console(stderr=True)
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory.")]
@@ -221,13 +223,19 @@ def run(
     requests_per_day: int = 3000,
 ) -> None:
     """All in one: generate if missing, simulate traffic, run the batch jobs, train and deploy
-    the ranking models the default strategy names, serve."""
+    the ranking models the default strategy names, start the demo A/B tests and simulate
+    their last day of traffic, serve."""
+    from tuijian.cli_experiments import open_platform
+    from tuijian.experiments.demo import seed_demo
+
+    start = time.time() - days * 86400
+    warm = days - min(1.0, days / 2)  # the last day runs through the demo experiments
     generated = data / "generated"
     if not (generated / "items.parquet").exists():
-        generate(items=items, users=users, seed=7, out=generated,
-                 now=time.time() - days * 86400)
+        generate(items=items, users=users, seed=7, out=generated, now=start)
     if not (data / "sim").exists():
-        simulate(data=data, days=days, requests_per_day=requests_per_day, seed=11, start=None)
+        simulate(data=data, days=warm, requests_per_day=requests_per_day, seed=11,
+                 start=start)
         jobs_run(name="all", data=data, as_json=False)
     if not (data / "rank_models").exists():
         for kind, objective, name in (("gbdt_lr", "click", "ctr_gbdt_lr"),
@@ -235,6 +243,15 @@ def run(
             train(model=kind, objective=objective, cvr_mode="clicks", negative_rate=1.0,
                   params="{}", features=None, data=data, out=None, deploy=name,
                   as_json=False)
+    platform = open_platform(data)
+    try:
+        seeded = seed_demo(platform)
+    finally:
+        platform.store.close()
+    if seeded:
+        console.print("demo experiments: " + ", ".join(f"{e.id} ({e.name})" for e in seeded))
+        simulate(data=data, days=days - warm, requests_per_day=requests_per_day, seed=12,
+                 start=start + warm * 86400)
     serve(data=data, host=host, port=port)
 
 

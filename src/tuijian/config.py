@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tuijian.domain import Scene
 from tuijian.rules.spec import RuleStrategy
 
-PLACEHOLDER_SECRETS = {"", "dev-secret-change-me", "changeme", "secret"}
+PLACEHOLDER_SECRETS = {"", "dev-secret-change-me", "changeme", "secret", "dev-admin-key"}
 DEFAULT_STRATEGIES = Path(__file__).parent / "strategies" / "default.yaml"
 
 
@@ -34,12 +34,25 @@ class Settings(BaseModel):
     dev_mode: bool = True
     strategies: Path = DEFAULT_STRATEGIES
     build_interval_s: float = Field(60.0, gt=0)
+    # where experiments live: sqlite:///PATH or postgresql://…; empty: DATA_DIR/experiments.db
+    experiments_url: str = ""
+    # the X-API-Key of admin actions (experiments); the dev default is refused in production
+    admin_key: str = "dev-admin-key"
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
-        if not self.dev_mode and self.secret in PLACEHOLDER_SECRETS:
-            raise ValueError("secret: a placeholder secret is refused outside dev mode")
+        if not self.dev_mode:
+            for name in ("secret", "admin_key"):
+                if getattr(self, name) in PLACEHOLDER_SECRETS:
+                    raise ValueError(f"{name}: a placeholder is refused outside dev mode")
+        if self.experiments_url and not self.experiments_url.startswith(
+                ("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("experiments_url: expected sqlite:///PATH or postgresql://…")
         return self
+
+    @property
+    def experiments_store(self) -> str:
+        return self.experiments_url or f"sqlite:///{self.data_dir / 'experiments.db'}"
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -173,28 +186,9 @@ class StrategyFile(_Strict):
                     raise ValueError(f"scenes.{scene.value}.{stage}: unknown {stage} id {sid!r}")
         return self
 
-    def check_plugins(self, sources: set[str], rankers: set[str]) -> None:
-        """Reject names no registered plug-in answers to (called once the registries load)."""
-        for rid, strat in self.recall.items():
-            for i, spec in enumerate(strat.sources):
-                if spec.name not in sources:
-                    raise ConfigError(
-                        f"recall.{rid}.sources[{i}].name: unknown source {spec.name!r} "
-                        f"(known: {', '.join(sorted(sources))})"
-                    )
-        for kid, rank in self.rank.items():
-            if rank.ranker not in rankers:
-                raise ConfigError(
-                    f"rank.{kid}.ranker: unknown ranker {rank.ranker!r} "
-                    f"(known: {', '.join(sorted(rankers))})"
-                )
-
 
 def load_strategies(path: Path = DEFAULT_STRATEGIES) -> StrategyFile:
     """Parse and validate a strategy file, including the plug-in names it uses."""
-    from tuijian.rank.registry import RANKERS
-    from tuijian.recall.registry import SOURCES
-
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -203,15 +197,33 @@ def load_strategies(path: Path = DEFAULT_STRATEGIES) -> StrategyFile:
         strategies = StrategyFile.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(explain_errors(exc, str(path))) from None
-    strategies.check_plugins(set(SOURCES), set(RANKERS))
-    for kid, rank in strategies.rank.items():
-        try:
-            RANKERS[rank.ranker](rank.params)  # a ranker validates its own params
-        except ValidationError as exc:
-            raise ConfigError(explain_errors(exc, f"{path}: rank.{kid}.params")) from None
-        except ValueError as exc:
-            raise ConfigError(f"{path}: rank.{kid}.params: {exc}") from None
+    for stage in ("recall", "rank"):
+        for sid, strategy in getattr(strategies, stage).items():
+            check_plugins(strategy, f"{path}: {stage}.{sid}")
     return strategies
+
+
+def check_plugins(strategy: BaseModel, where: str) -> None:
+    """Reject names no registered plug-in answers to, and plug-in params the plug-in refuses
+    (a ranker validates its own); for the strategy file and experiments' derived strategies."""
+    from tuijian.rank.registry import RANKERS
+    from tuijian.recall.registry import SOURCES
+
+    if isinstance(strategy, RecallStrategy):
+        for i, spec in enumerate(strategy.sources):
+            if spec.name not in SOURCES:
+                raise ConfigError(f"{where}.sources[{i}].name: unknown source {spec.name!r} "
+                                  f"(known: {', '.join(sorted(SOURCES))})")
+    if isinstance(strategy, RankStrategy):
+        if strategy.ranker not in RANKERS:
+            raise ConfigError(f"{where}.ranker: unknown ranker {strategy.ranker!r} "
+                              f"(known: {', '.join(sorted(RANKERS))})")
+        try:
+            RANKERS[strategy.ranker](strategy.params)
+        except ValidationError as exc:
+            raise ConfigError(explain_errors(exc, f"{where}.params")) from None
+        except ValueError as exc:
+            raise ConfigError(f"{where}.params: {exc}") from None
 
 
 def explain_errors(exc: ValidationError, where: str) -> str:

@@ -71,16 +71,37 @@ class Event:
     creative: str | None = None  # the image the display stage chose for the item
     # the list's first exposure only: what each rule removed / moved / added in this list
     rules: dict[str, dict[str, int]] | None = None
+    # every layer's experiment and variant (`ID:variant`, `!` when a whitelist forced it)
+    experiments: list[str] | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ExperimentTag:
+    """One layer's assignment of a request: the experiment and variant it is in (`forced`:
+    by a whitelist, so reports leave it out)."""
+
+    layer: str
+    experiment: int
+    variant: str
+    forced: bool = False
+
+    @property
+    def tag(self) -> str:
+        """How it travels in tracking params and the event log: `ID:variant[!]`."""
+        return f"{self.experiment}:{self.variant}{'!' if self.forced else ''}"
 
 
 @dataclass(slots=True)
 class StageIds:
-    """Which configured strategy serves each of the four stages of one request."""
+    """Which configured strategy serves each of the four stages of one request, and the
+    experiments (one per layer at most) that chose them."""
 
     recall: str
     rank: str
     rule: str
     display: str
+    experiments: tuple[ExperimentTag, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)  # parameter layers' settings
 
 
 @dataclass(slots=True)

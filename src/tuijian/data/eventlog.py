@@ -51,6 +51,7 @@ COLUMNS: dict[str, str] = {
     "features": "JSON",
     "creative": "VARCHAR",
     "rules": "JSON",
+    "experiments": "VARCHAR[]",
 }
 QUARANTINE_COLUMNS: dict[str, str] = {**COLUMNS, "reason": "VARCHAR", "quarantined_at": "DOUBLE"}
 

@@ -120,6 +120,7 @@ class EventIngestor:
         ev.recall_id, ev.rank_id, ev.rule_id, ev.display_id = (
             p.recall_id, p.rank_id, p.rule_id, p.display_id
         )
+        ev.experiments = list(p.experiments) or None
         if p.position is not None:
             ev.position, ev.source, ev.sources = p.position, p.source, p.sources
             ev.creative = p.creative

@@ -14,12 +14,14 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from tuijian import __version__
 from tuijian.display.builder import DEFAULT_TEMPLATE, build_creative, load_templates
 from tuijian.jobs.push import push_batch
-from tuijian.serving import pages
+from tuijian.serving import experiments_page, pages
 from tuijian.serving.errors import RequestError
+from tuijian.serving.experiments_api import experiments_router
 from tuijian.serving.schemas import (
     EventResult,
     EventsIn,
@@ -35,6 +37,7 @@ from tuijian.serving.service import Service
 
 log = logging.getLogger(__name__)
 MODEL_POLL_S = 5.0
+EXPERIMENT_POLL_S = 1.0
 
 
 def create_app(service: Service, rebuild: bool = True) -> FastAPI:
@@ -43,7 +46,9 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_rebuild_loop(service)) if rebuild else None
+        poll = asyncio.create_task(_experiments_loop(service))
         yield
+        poll.cancel()
         if task is not None:
             task.cancel()
         service.exposures.flush()
@@ -70,6 +75,8 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
             status_code=exc.status,
         )
 
+    app.include_router(experiments_router(service))
+
     @app.post("/v1/recommend", response_model=RecommendOut, tags=["recommend"])
     async def recommend(body: RecommendIn) -> RecommendOut:
         rec = await service.pipeline.recommend(body.to_request(time.time()))
@@ -80,6 +87,9 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
                        "display": ids.display},
             items=rec.items, degraded=rec.degraded, next_page_token=rec.next_page_token,
             relaxed=rec.notes.get("relaxed"), rules=rec.rules, display=rec.display,
+            experiments={t.layer if t.layer != "launch" else f"launch.{t.experiment}":
+                         {"experiment": t.experiment, "variant": t.variant}
+                         for t in ids.experiments},
         )
 
     @app.post("/v1/events", response_model=EventsOut, tags=["events"])
@@ -157,7 +167,25 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
     async def demo(user_id: str = "u1", scene: str = "guess_you_like") -> str:
         return await pages.demo(service, user_id, scene)
 
+    @app.get("/experiments", response_class=HTMLResponse, include_in_schema=False)
+    def experiments_admin() -> HTMLResponse:
+        """The experiment platform's admin page (its script calls /v1/experiments)."""
+        return experiments_page.response(service)
+
+    app.mount("/static", StaticFiles(directory=experiments_page.STATIC_DIR), name="static")
+
     return app
+
+
+async def _experiments_loop(service: Service) -> None:
+    """Pick up experiment changes made anywhere (page, CLI, another replica) within about
+    a second: one indexed read per poll, a recompile only when the revision moved."""
+    while True:
+        await asyncio.sleep(EXPERIMENT_POLL_S)
+        try:
+            await asyncio.to_thread(service.experiments.refresh)
+        except Exception:
+            log.exception("reading experiments failed; keeping the current assignment")
 
 
 async def _rebuild_loop(service: Service) -> None:

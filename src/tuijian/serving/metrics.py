@@ -44,6 +44,11 @@ class Metrics:
             "tuijian_rule_changes", "Items removed or moved by a rule", ["rule", "change"],
             registry=r,
         )
+        # requests per experiment arm, live: a sample ratio mismatch shows here first
+        self.experiment_requests = Counter(
+            "tuijian_experiment_requests", "Requests served per experiment and variant",
+            ["experiment", "variant"], registry=r,
+        )
 
         self.exposure_write_failures = Gauge(
             "tuijian_exposure_write_failures", "Failed exposure-log writes (rows kept, retried)",

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
-from tuijian.config import DisplayStrategy, StrategyFile
+from tuijian.config import DisplayStrategy, RankStrategy, RecallStrategy, StrategyFile
 from tuijian.data.exposures import ExposureWriter
 from tuijian.data.users import TAG_FIELDS, MemoryProfileStore, UserProfile
 from tuijian.data.vocab import CITY_NAMES
@@ -36,6 +37,7 @@ from tuijian.recall.fusion import exclude, fuse, keep_eligible
 from tuijian.recall.registry import SOURCE_CODE, SOURCE_NAMES, SOURCES
 from tuijian.rules.base import Rule, RuleContext, RuleReport
 from tuijian.rules.chain import rule_chain
+from tuijian.rules.spec import RuleStrategy
 from tuijian.serving.errors import RequestError
 from tuijian.serving.metrics import Metrics
 from tuijian.serving.sessions import FeedSessions
@@ -86,21 +88,31 @@ class Pipeline:
         self.creatives = CreativeChooser()
         # deployed ranking models by name; the service points it at its live model registry
         self.model_lookup: ModelLookup = no_models
-        self.sources: dict[tuple[str, int], RecallSource] = {
-            (rid, i): SOURCES[spec.name](catalog, spec.params)
-            for rid, strat in strategies.recall.items()
-            for i, spec in enumerate(strat.sources)
-        }
-        self.rankers: dict[str, Ranker] = {
-            kid: RANKERS[r.ranker](r.params) for kid, r in strategies.rank.items()
-        }
-        self.rules: dict[str, list[Rule]] = {
-            uid: rule_chain(r) for uid, r in strategies.rule.items()}
+        self.sources: dict[tuple[str, int], RecallSource] = {}
+        self.rankers: dict[str, Ranker] = {}
+        self.rules: dict[str, list[Rule]] = {}
+        for stage in ("recall", "rank", "rule"):
+            for sid, strategy in getattr(strategies, stage).items():
+                self.add_strategy(stage, sid, strategy)
+
+    def add_strategy(self, stage: str, sid: str, strategy: BaseModel) -> None:
+        """Make a stage id servable: the strategy file's own at start, and the derived ones
+        of experiment variants that override a strategy's settings as they appear."""
+        getattr(self.strategies, stage)[sid] = strategy
+        if isinstance(strategy, RecallStrategy):
+            for i, spec in enumerate(strategy.sources):
+                self.sources[(sid, i)] = SOURCES[spec.name](self.catalog, spec.params)
+        elif isinstance(strategy, RankStrategy):
+            self.rankers[sid] = RANKERS[strategy.ranker](strategy.params)
+        elif isinstance(strategy, RuleStrategy):
+            self.rules[sid] = rule_chain(strategy)
 
     async def recommend(self, req: RecommendRequest, log_exposures: bool = True
                         ) -> Recommendation:
         t0 = time.perf_counter()
         ids = self.assigner.assign(req)
+        for t in ids.experiments:
+            self.metrics.experiment_requests.labels(str(t.experiment), t.variant).inc()
         profile = self.profiles.get(req.user_id)
         degraded: list[str] = []
         timings: dict[str, float] = {}
@@ -189,6 +201,7 @@ class Pipeline:
         if self.exposures is None:
             return
         ids = rec.stage_ids
+        tags = [t.tag for t in ids.experiments] or None
         events = [
             Event(
                 event_id=f"{rec.exposure_id}.{p}", type=EventType.EXPOSURE.value,
@@ -199,6 +212,7 @@ class Pipeline:
                 sources=int(rec.cands.sources[p]), features=features,
                 rules=(rec.rules or None) if p == 0 else None,
                 creative=rec.creatives[p] if rec.creatives else None,
+                experiments=tags,
             )
             for p, features in zip(pos, logged, strict=True)
         ]
@@ -371,7 +385,8 @@ class Pipeline:
         exposure_id = uuid.uuid4().hex[:20]
         ts = int(req.now)
         base = TrackingParam(exposure_id, req.scene.value, ids.recall, ids.rank, ids.rule,
-                             ids.display, req.user_id, req.platform, ts)
+                             ids.display, req.user_id, req.platform, ts,
+                             experiments=tuple(t.tag for t in ids.experiments))
         item_ids = tuple(it["item_id"] for it in items)
         list_param = dataclasses.replace(base, item_ids=item_ids)
         params = []

@@ -167,6 +167,8 @@ class RecommendOut(BaseModel):
     rules: dict[str, dict[str, int]] = Field(default_factory=dict)
     # the display id's style and the fields each item carries, for the client's renderer
     display: dict[str, Any] = Field(default_factory=dict)
+    # per layer the request was in: {"experiment": id, "variant": name}
+    experiments: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class EventIn(_In):

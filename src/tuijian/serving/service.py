@@ -32,6 +32,8 @@ from tuijian.data.items import ColumnarItemStore
 from tuijian.data.users import MemoryProfileStore, UserTable
 from tuijian.display.tracking import TrackingCodec
 from tuijian.domain import Event, EventStatus, EventType, IntArray
+from tuijian.experiments.platform import ExperimentPlatform
+from tuijian.experiments.store import SqlExperimentStore
 from tuijian.jobs.artifacts import ArtifactStore
 from tuijian.jobs.build import restore_counters, restore_creatives, restore_profiles
 from tuijian.jobs.hot import RecentStats
@@ -132,6 +134,9 @@ class Service:
             self.rebuild_index(now)
         self.pipeline = Pipeline(self.catalog, self.profiles, self.strategies, self.codec,
                                  self.exposures, self.metrics)
+        self.experiments = ExperimentPlatform(SqlExperimentStore(settings.experiments_store),
+                                              self.strategies, self.pipeline.add_strategy)
+        self.pipeline.assigner = self.experiments
         self.pipeline.model_lookup = self.rank_models.get
         restore_creatives(self.pipeline.creatives, events_sql, curve)
         self.pipeline.online_learner = self.online_learner  # an FTRL model loaded at start-up
@@ -228,6 +233,7 @@ class Service:
         self.profiles.table.save(cat / "users.parquet")
 
     def close(self) -> None:
+        self.experiments.store.close()
         self.exposures.close()
         self.log.close()
 
