@@ -3,6 +3,7 @@ from a recommendation into every event of the log."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -127,3 +128,63 @@ def test_every_event_carries_the_assignment_of_its_list(client: TestClient,
     arm = assigned["recall"]["variant"]
     assert (f'tuijian_experiment_requests_total{{experiment="{exp["id"]}",variant="{arm}"}} 1.0'
             in metrics)
+
+
+def test_a_change_made_by_another_process_is_served_within_seconds(
+        client: TestClient, service: Service) -> None:
+    """The CLI (or another replica) writes to the same store; the running app's poll loop
+    picks the new revision up without a restart."""
+    from tuijian.experiments.platform import ExperimentPlatform
+    from tuijian.experiments.store import SqlExperimentStore
+
+    other = ExperimentPlatform(SqlExperimentStore(service.settings.experiments_store),
+                               service.strategies)
+    body = {k: v for k, v in BODY.items() if k != "percent"}
+    exp = other.create(body, "cli", percent=100)
+    other.store.close()
+    deadline = time.monotonic() + 5.0
+    seen = None
+    while time.monotonic() < deadline and seen is None:
+        time.sleep(0.2)
+        layers = client.get("/v1/experiments/assignment", params={"unit": "u1"}).json()
+        seen = layers["layers"]["recall"]["experiment"]
+    assert seen == exp.id
+
+
+def test_a_parameter_layer_reaches_the_client(client: TestClient) -> None:
+    r = client.put("/v1/experiments/layers/ui", json={"description": "page layout"},
+                   headers=KEY)
+    assert r.status_code == 200 and r.json()["stage"] is None
+    r = client.post("/v1/experiments", headers=KEY, json={
+        "name": "grid", "layer": "ui", "scenes": ["feed"], "percent": 100,
+        "status": "running", "variants": [{"name": "control", "params": {"columns": 2}},
+                                          {"name": "wide", "params": {"columns": 3}}]})
+    assert r.status_code == 201, r.text
+    rec = client.post("/v1/recommend", json={"scene": "feed", "user_id": "u9", "n": 3}).json()
+    variant = rec["experiments"]["ui"]["variant"]
+    assert rec["params"] == {"ui": {"columns": {"control": 2, "wide": 3}[variant]}}
+    r = client.post("/v1/experiments", headers=KEY, json={
+        "name": "bad", "layer": "ui", "scenes": ["guess_you_like"], "percent": 10,
+        "variants": [{"name": "control"}, {"name": "b", "stage_id": "r_rrf"}]})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "variants[1].stage_id"
+
+
+def test_layers_and_domains_crud(client: TestClient) -> None:
+    r = client.put("/v1/experiments/domains/exclusive", json={"ranges": [[0, 100]]},
+                   headers=KEY)
+    assert r.status_code == 200
+    r = client.put("/v1/experiments/layers/x_rank", headers=KEY,
+                   json={"stage": "rank", "domain": "exclusive", "buckets": 10000})
+    assert r.status_code == 200
+    assert client.delete("/v1/experiments/domains/exclusive", headers=KEY).status_code == 409
+    r = client.put("/v1/experiments/layers/x_rank2", headers=KEY,
+                   json={"stage": "rank", "domain": "exclusive"})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "stage"
+    r = client.put("/v1/experiments/layers/recall", headers=KEY, json={"stage": "rank"})
+    assert r.status_code == 422 and "built-in" in r.json()["error"]
+    assert client.delete("/v1/experiments/layers/recall", headers=KEY).status_code == 409
+    assert client.delete("/v1/experiments/layers/x_rank", headers=KEY).status_code == 204
+    assert client.delete("/v1/experiments/domains/exclusive", headers=KEY).status_code == 204
+    assert client.get("/v1/experiments/domains").json() == []
+    actions = [a["action"] for a in client.get("/v1/experiments/audit").json()]
+    assert actions == ["delete_domain", "delete_layer", "put_layer", "put_domain"]

@@ -221,16 +221,8 @@ class ExperimentPlatform:
     def delete_layer(self, name: str, actor: str) -> None:
         if name in STAGES + (LAUNCH,):
             raise ExperimentError("name", f"{name!r} is a built-in layer", 409)
-
-        def fn(cfg: ExperimentConfig) -> str:
-            if name not in cfg.layers:
-                raise ExperimentError("name", f"unknown layer {name!r}", 404)
-            if any(e.layer == name for e in cfg.experiments.values()):
-                raise ExperimentError("name", f"layer {name!r} holds experiments", 409)
-            del cfg.layers[name]
-            return "delete_layer"
-
-        self._change(fn, actor)
+        self._delete("layer", name, actor,
+                     lambda cfg: any(e.layer == name for e in cfg.experiments.values()))
 
     def put_domain(self, body: dict[str, Any], actor: str) -> Domain:
         domain = _parse(Domain, body)
@@ -249,13 +241,21 @@ class ExperimentPlatform:
         return domain
 
     def delete_domain(self, name: str, actor: str) -> None:
+        self._delete("domain", name, actor,
+                     lambda cfg: any(la.domain == name for la in cfg.layers.values()))
+
+    def _delete(self, kind: str, name: str, actor: str,
+                in_use: Callable[[ExperimentConfig], bool]) -> None:
+        """Remove a layer or domain that nothing refers to (experiments name their layer in
+        events forever, so a layer that ever held one stays)."""
         def fn(cfg: ExperimentConfig) -> str:
-            if name not in cfg.domains:
-                raise ExperimentError("name", f"unknown domain {name!r}", 404)
-            if any(layer.domain == name for layer in cfg.layers.values()):
-                raise ExperimentError("name", f"domain {name!r} holds layers", 409)
-            del cfg.domains[name]
-            return "delete_domain"
+            records: dict[str, Any] = getattr(cfg, f"{kind}s")
+            if name not in records:
+                raise ExperimentError("name", f"unknown {kind} {name!r}", 404)
+            if in_use(cfg):
+                raise ExperimentError("name", f"{kind} {name!r} is in use", 409)
+            del records[name]
+            return f"delete_{kind}"
 
         self._change(fn, actor)
 

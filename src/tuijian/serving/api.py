@@ -90,6 +90,7 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
             experiments={t.layer if t.layer != "launch" else f"launch.{t.experiment}":
                          {"experiment": t.experiment, "variant": t.variant}
                          for t in ids.experiments},
+            params=ids.params,
         )
 
     @app.post("/v1/events", response_model=EventsOut, tags=["events"])

@@ -169,6 +169,8 @@ class RecommendOut(BaseModel):
     display: dict[str, Any] = Field(default_factory=dict)
     # per layer the request was in: {"experiment": id, "variant": name}
     experiments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # parameter layers' settings by layer, for client-side experiments (e.g. a page layout)
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class EventIn(_In):

@@ -72,8 +72,11 @@ async function api(method, path, body) {
 
 function showError(err, what) {
   const box = $("error-box");
+  // a platform error names one field with the same message: say it once, in the list
+  const once = err instanceof ApiError && err.detail.length === 1 &&
+    err.detail[0].message === err.message;
   $("error-title").textContent = `${what} failed` +
-    (err instanceof ApiError ? ` (HTTP ${err.status}): ${err.message}` : `: ${err.message}`);
+    (err instanceof ApiError ? ` (HTTP ${err.status})` : "") + (once ? "" : `: ${err.message}`);
   const list = $("error-list");
   list.replaceChildren();
   for (const d of (err instanceof ApiError ? err.detail : [])) {
