@@ -243,3 +243,16 @@ def test_only_a_draft_that_never_ran_can_be_deleted(platform: ExperimentPlatform
     assert set(platform.config.experiments) == {ran.id}
     with pytest.raises(ExperimentError, match="built-in"):
         platform.delete_layer("recall", ADMIN)
+
+
+def test_demo_experiments_run_in_the_recall_and_rank_layers_once(
+        platform: ExperimentPlatform) -> None:
+    from tuijian.experiments.demo import seed_demo
+
+    made = seed_demo(platform)
+    assert {(e.layer, e.status, e.size) for e in made} == {("recall", "running", 1000),
+                                                           ("rank", "running", 1000)}
+    served = {(s.recall, s.rank) for s in (platform.assign(_req(f"u{i}")) for i in range(400))}
+    assert {r for r, _ in served} == {"r_default", "r_rrf"}
+    assert {k for _, k in served} == {"rk_rule", "rk_ctr_cvr"}
+    assert seed_demo(platform) == []  # a second `make run` leaves them alone
