@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from tuijian.cli_creatives import creatives_app
 from tuijian.cli_experiments import experiments_app
 from tuijian.cli_models import models_app
+from tuijian.cli_report import report
 from tuijian.config import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(models_app, name="models")
 app.add_typer(creatives_app, name="creatives")
 app.add_typer(experiments_app, name="experiments")
+app.command("report")(report)
 console = Console(stderr=True)
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory.")]

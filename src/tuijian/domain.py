@@ -73,6 +73,7 @@ class Event:
     rules: dict[str, dict[str, int]] | None = None
     # every layer's experiment and variant (`ID:variant`, `!` when a whitelist forced it)
     experiments: list[str] | None = None
+    slot: str | None = None  # the client placement the list was shown in
 
 
 @dataclass(slots=True, frozen=True)
@@ -120,6 +121,7 @@ class RecommendRequest:
     page_token: str | None = None
     platform: str = "android"
     tracking: str | None = None
+    slot: str | None = None  # the client's placement; None: the scene
 
 
 @dataclass(slots=True)

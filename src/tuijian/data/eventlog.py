@@ -52,6 +52,7 @@ COLUMNS: dict[str, str] = {
     "creative": "VARCHAR",
     "rules": "JSON",
     "experiments": "VARCHAR[]",
+    "slot": "VARCHAR",
 }
 QUARANTINE_COLUMNS: dict[str, str] = {**COLUMNS, "reason": "VARCHAR", "quarantined_at": "DOUBLE"}
 

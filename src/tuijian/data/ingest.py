@@ -121,6 +121,7 @@ class EventIngestor:
             p.recall_id, p.rank_id, p.rule_id, p.display_id
         )
         ev.experiments = list(p.experiments) or None
+        ev.slot = p.slot or p.scene
         if p.position is not None:
             ev.position, ev.source, ev.sources = p.position, p.source, p.sources
             ev.creative = p.creative

@@ -48,13 +48,14 @@ class TrackingParam:
     creative: str | None = None  # item params: the image shown, so effect data can compare
     # the experiment and variant of every layer the request was in (`ID:variant[!]`)
     experiments: tuple[str, ...] = ()
+    slot: str | None = None  # the client placement (None: the scene)
 
     def for_item(self, item_id: int, position: int, source: str, sources: int = 0,
                  creative: str | None = None) -> TrackingParam:
         return TrackingParam(
             self.exposure_id, self.scene, self.recall_id, self.rank_id, self.rule_id,
             self.display_id, self.user_id, self.platform, self.ts, item_id, position, source,
-            (), sources, creative, self.experiments,
+            (), sources, creative, self.experiments, self.slot,
         )
 
 
@@ -66,7 +67,7 @@ class TrackingCodec:
         payload = orjson.dumps([
             p.exposure_id, p.scene, p.recall_id, p.rank_id, p.rule_id, p.display_id,
             p.user_id, p.platform, p.ts, p.item_id, p.position, p.source, list(p.item_ids),
-            p.sources, p.creative, list(p.experiments),
+            p.sources, p.creative, list(p.experiments), p.slot,
         ])
         return f"{VERSION}.{_b64(payload)}.{_b64(self._sign(payload))}"
 
@@ -95,6 +96,7 @@ class TrackingCodec:
                 int(f[13]) if len(f) > 13 else 0,
                 str(f[14]) if len(f) > 14 and f[14] is not None else None,
                 tuple(str(t) for t in f[15]) if len(f) > 15 else (),
+                str(f[16]) if len(f) > 16 and f[16] is not None else None,
             )
         except (orjson.JSONDecodeError, IndexError, TypeError, ValueError):
             raise TrackingError("tracking_malformed", "tracking: malformed payload") from None

@@ -20,6 +20,7 @@ from tuijian import __version__
 from tuijian.display.builder import DEFAULT_TEMPLATE, build_creative, load_templates
 from tuijian.jobs.push import push_batch
 from tuijian.serving import experiments_page, pages
+from tuijian.serving.analytics_api import analytics_router
 from tuijian.serving.errors import RequestError
 from tuijian.serving.experiments_api import experiments_router
 from tuijian.serving.schemas import (
@@ -76,6 +77,7 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
         )
 
     app.include_router(experiments_router(service))
+    app.include_router(analytics_router(service))
 
     @app.post("/v1/recommend", response_model=RecommendOut, tags=["recommend"])
     async def recommend(body: RecommendIn) -> RecommendOut:

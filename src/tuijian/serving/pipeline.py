@@ -64,6 +64,7 @@ class Recommendation:
     rules: dict[str, dict[str, int]] = field(default_factory=dict)  # what each rule changed
     display: dict[str, Any] = field(default_factory=dict)  # the style the client renders
     creatives: list[str | None] = field(default_factory=list)  # the photo shown per position
+    slot: str = ""  # the client placement (the scene unless the request named one)
 
 
 class Pipeline:
@@ -212,7 +213,7 @@ class Pipeline:
                 sources=int(rec.cands.sources[p]), features=features,
                 rules=(rec.rules or None) if p == 0 else None,
                 creative=rec.creatives[p] if rec.creatives else None,
-                experiments=tags,
+                experiments=tags, slot=rec.slot,
             )
             for p, features in zip(pos, logged, strict=True)
         ]
@@ -386,7 +387,8 @@ class Pipeline:
         ts = int(req.now)
         base = TrackingParam(exposure_id, req.scene.value, ids.recall, ids.rank, ids.rule,
                              ids.display, req.user_id, req.platform, ts,
-                             experiments=tuple(t.tag for t in ids.experiments))
+                             experiments=tuple(t.tag for t in ids.experiments),
+                             slot=req.slot or req.scene.value)
         item_ids = tuple(it["item_id"] for it in items)
         list_param = dataclasses.replace(base, item_ids=item_ids)
         params = []
@@ -403,7 +405,7 @@ class Pipeline:
             exposure_id, self.codec.encode(list_param), ids, items, cands, req.user_id,
             req.scene, req.platform, req.now, degraded, notes, item_params=params,
             timings=timings, display={"style": strategy.style, "fields": strategy.fields},
-            creatives=creatives,
+            creatives=creatives, slot=req.slot or req.scene.value,
         )
 
     def choose_creatives(self, cands: Candidates, strategy: DisplayStrategy) -> list[str | None]:

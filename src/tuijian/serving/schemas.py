@@ -101,6 +101,9 @@ class Context(_In):
     page_token: str | None = Field(None, max_length=64)
     platform: Platform = "android"
     tracking: str | None = Field(None, max_length=4096)
+    # where on the client the list shows (e.g. "home_feed", "detail_bottom"); effect data
+    # compares funnels by slot. Defaults to the scene.
+    slot: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_.\-]{0,63}$")
 
     @field_validator("city")
     @classmethod
@@ -150,7 +153,7 @@ class RecommendIn(_In):
         return RecommendRequest(
             scene=self.scene, user_id=unit, n=self.n, now=now, city=ctx.city, lat=ctx.lat,
             lon=ctx.lon, item_id=ctx.item_id, filters=filters, page_token=ctx.page_token,
-            platform=ctx.platform, tracking=ctx.tracking,
+            platform=ctx.platform, tracking=ctx.tracking, slot=ctx.slot or self.scene.value,
         )
 
 

@@ -9,6 +9,8 @@ directory, so they all exercise the same pipeline. Layout of a data directory:
     samples/, push/, sim/   job outputs
     models/                 versioned job artifacts (recall sources)
     rank_models/            the rank model registry (`tuijian models deploy|list|rollback`)
+    experiments.db          the experiment platform's store (SQLite, unless configured)
+    cube/                   effect data: facts by date + rollups (`tuijian report --build`)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tuijian.analytics.store import ParquetCubeStore
 from tuijian.config import PLACEHOLDER_SECRETS, Settings, StrategyFile, load_strategies
 from tuijian.data.eventlog import EventLog
 from tuijian.data.exposures import ExposureWriter
@@ -137,6 +140,7 @@ class Service:
         self.experiments = ExperimentPlatform(SqlExperimentStore(settings.experiments_store),
                                               self.strategies, self.pipeline.add_strategy)
         self.pipeline.assigner = self.experiments
+        self.cube = ParquetCubeStore(data / "cube")  # effect data (`tuijian report --build`)
         self.pipeline.model_lookup = self.rank_models.get
         restore_creatives(self.pipeline.creatives, events_sql, curve)
         self.pipeline.online_learner = self.online_learner  # an FTRL model loaded at start-up

@@ -1,0 +1,112 @@
+"""The effect-data cube, declared once: its dimensions, its measures, and the SQL that turns
+the event log into facts.
+
+Every report, rollup, minute bucket and dashboard chart is computed from these declarations,
+so adding a dimension is one line here. A fact is one event with its dimensions resolved
+(the item's line and city from the catalog, each layer's experiment from the experiment
+configuration); a measure is an aggregate over facts. Additive measures can be summed across
+cells and minutes (rollups, the real-time buckets); the others (unique users, median dwell)
+are computed exactly from the facts of the cell they describe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tuijian.data.vocab import CITY_NAMES, CONVERT_SUBTYPES, LINES
+from tuijian.experiments.model import LAUNCH, STAGES
+
+# the business day starts at local midnight: dates and hours are in this UTC offset
+UTC_OFFSET_H = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Dimension:
+    name: str
+    sql: str  # an expression over the `ev` relation (the event log joined to `items`)
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    name: str
+    sql: str  # an aggregate over facts
+    additive: bool  # summable across cells and minutes
+    description: str
+
+
+def _names(codes: tuple[str, ...]) -> str:
+    """SQL: a code column → its name (a list literal indexed from 1)."""
+    return "[" + ", ".join("'" + c.replace("'", "''") + "'" for c in codes) + "]"
+
+
+_LOCAL = f"make_timestamp(CAST((ev.ts + {UTC_OFFSET_H * 3600}) * 1e6 AS BIGINT))"
+
+DIMENSIONS: tuple[Dimension, ...] = (
+    Dimension("date", f"CAST({_LOCAL} AS DATE)", f"local date (UTC+{UTC_OFFSET_H})"),
+    Dimension("hour", f"hour({_LOCAL})", "local hour of day, 0-23"),
+    Dimension("line", f"{_names(LINES)}[items.line + 1]", "the item's business line"),
+    Dimension("platform", "ev.platform", "client platform: android, ios, web, m"),
+    Dimension("slot", "coalesce(ev.slot, ev.scene)", "the client placement (else the scene)"),
+    Dimension("scene", "ev.scene", "the scene"),
+    Dimension("recall_id", "ev.recall_id", "recall strategy id"),
+    Dimension("source", "ev.source", "the recall source that placed the item"),
+    Dimension("rank_id", "ev.rank_id", "rank strategy id"),
+    Dimension("rule_id", "ev.rule_id", "rule strategy id"),
+    Dimension("display_id", "ev.display_id", "display strategy id"),
+    Dimension("creative", "ev.creative", "the photo shown"),
+    Dimension("city", f"{_names(CITY_NAMES)}[items.city + 1]", "the item's city"),
+    *(Dimension(f"exp_{layer}", f"ev.exp_{layer}", f"experiment:variant in the {layer} layer")
+      for layer in (*STAGES, LAUNCH)),
+)
+DIMENSION = {d.name: d for d in DIMENSIONS}
+
+_SUBTYPES = tuple(
+    Measure(f"conversions_{s}", f"count(*) FILTER (WHERE type = 'convert' AND subtype = '{s}')",
+            True, f"conversions by {s}") for s in CONVERT_SUBTYPES)
+MEASURES: tuple[Measure, ...] = (
+    Measure("exposures", "count(*) FILTER (WHERE type = 'exposure')", True, "items shown"),
+    Measure("lists", "count(*) FILTER (WHERE type = 'exposure' AND position = 0)", True,
+            "lists shown (counted at their first item)"),
+    Measure("clicks", "count(*) FILTER (WHERE type = 'click')", True, "clicks"),
+    Measure("conversions", "count(*) FILTER (WHERE type = 'convert')", True, "conversions"),
+    *_SUBTYPES,
+    Measure("dwell_sum", "coalesce(sum(dwell_s) FILTER (WHERE type = 'dwell'), 0)", True,
+            "seconds of dwell"),
+    Measure("dwell_n", "count(*) FILTER (WHERE type = 'dwell')", True, "dwell events"),
+    Measure("users", "count(DISTINCT user_id)", False, "unique users"),
+    Measure("dwell_p50", "median(dwell_s) FILTER (WHERE type = 'dwell')", False,
+            "median dwell seconds"),
+)
+MEASURE = {m.name: m for m in MEASURES}
+# derived from additive measures after aggregation: (name, numerator, denominator)
+RATIOS: tuple[tuple[str, str, str], ...] = (
+    ("ctr", "clicks", "exposures"),
+    ("cvr", "conversions", "clicks"),
+    ("dwell_mean", "dwell_sum", "dwell_n"),
+)
+
+
+def facts_sql(events_sql: str, items_sql: str, experiment_layers: Mapping[int, str]) -> str:
+    """One row per event: its timestamp, every dimension, and the columns measures read.
+
+    `items_sql` is a relation (item_id, line, city) with codes; `experiment_layers` maps an
+    experiment id to its layer, so each layer's tag becomes its own column."""
+    pairs = ", ".join(f"'{i}': '{layer}'" for i, layer in experiment_layers.items())
+    layer_map = f"MAP {{{pairs}}}" if pairs else "MAP {'': ''}"
+    tags = ",\n".join(
+        f"list_filter(experiments, lambda t: {layer_map}[split_part(t, ':', 1)] = '{layer}'"
+        f")[1] AS exp_{layer}" for layer in (*STAGES, LAUNCH))
+    dims = ",\n".join(f"{d.sql} AS {d.name}" for d in DIMENSIONS)
+    return f"""
+        WITH ev AS (SELECT *, {tags} FROM {events_sql})
+        SELECT ev.ts, ev.type, ev.subtype, ev.dwell_s, ev.user_id, ev.position, {dims}
+        FROM ev LEFT JOIN ({items_sql}) AS items USING (item_id)"""
+
+
+def check_dims(names: list[str], where: str = "dims") -> None:
+    unknown = [n for n in names if n not in DIMENSION]
+    if unknown:
+        raise ValueError(f"{where}: unknown dimension {unknown[0]!r} "
+                         f"(known: {', '.join(DIMENSION)})")

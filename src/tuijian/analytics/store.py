@@ -1,0 +1,97 @@
+"""Where the cube lives. `CubeStore` is the boundary a ClickHouse-compatible store can take over
+behind; `ParquetCubeStore` is the embedded one: facts as Parquet partitioned by local date,
+declared rollups as Parquet per rollup, queried with DuckDB."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Protocol
+
+import duckdb
+
+from tuijian.analytics.cube import DIMENSION, MEASURES
+
+# rollups computed at every build: the dashboard's by-day charts read these, not the facts
+ROLLUPS: dict[str, tuple[str, ...]] = {
+    "day_slot_platform": ("date", "slot", "platform"),
+    "day_scene_recall": ("date", "scene", "recall_id"),
+    "day_source": ("date", "source"),
+    "day_line_city": ("date", "line", "city"),
+    "hour_slot_platform": ("date", "hour", "slot", "platform"),
+}
+
+
+class CubeStore(Protocol):
+    def replace(self, con: duckdb.DuckDBPyConnection, facts_query: str,
+                built_until: float) -> int:
+        """Materialize the facts the query returns (run on `con`) and the rollups, replacing
+        what was stored; returns the number of facts."""
+        ...
+
+    def facts_relation(self) -> str | None:
+        """A SQL relation over the stored facts (None before the first build)."""
+        ...
+
+    def rollup_relation(self, name: str) -> str | None: ...
+
+    def built_until(self) -> float: ...
+
+
+def _q(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+class ParquetCubeStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def replace(self, con: duckdb.DuckDBPyConnection, facts_query: str,
+                built_until: float) -> int:
+        tmp = self.root.with_name(self.root.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "rollups").mkdir(parents=True)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE facts AS {facts_query}")
+        n = int(con.execute("SELECT count(*) FROM facts").fetchall()[0][0])
+        con.execute(f"COPY facts TO {_q(tmp / 'facts')} "
+                    "(FORMAT parquet, PARTITION_BY (date), OVERWRITE_OR_IGNORE)")
+        for name, dims in ROLLUPS.items():
+            con.execute(f"COPY ({aggregate_sql('facts', list(dims))}) TO "
+                        f"{_q(tmp / 'rollups' / f'{name}.parquet')} (FORMAT parquet)")
+        (tmp / "meta.json").write_text(json.dumps({"built_until": built_until, "facts": n}))
+        # swap whole directories: a reader sees the old cube or the new one, never half
+        old = self.root.with_name(self.root.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.root.exists():
+            self.root.rename(old)
+        tmp.rename(self.root)
+        shutil.rmtree(old, ignore_errors=True)
+        return n
+
+    def facts_relation(self) -> str | None:
+        if not (self.root / "facts").exists():
+            return None
+        return (f"read_parquet({_q(self.root / 'facts' / '**' / '*.parquet')}, "
+                "hive_partitioning = true)")
+
+    def rollup_relation(self, name: str) -> str | None:
+        path = self.root / "rollups" / f"{name}.parquet"
+        return f"read_parquet({_q(path)})" if path.exists() else None
+
+    def built_until(self) -> float:
+        meta = self.root / "meta.json"
+        return float(json.loads(meta.read_text())["built_until"]) if meta.exists() else 0.0
+
+
+def aggregate_sql(relation: str, dims: list[str], where: str = "") -> str:
+    """Every measure grouped by `dims` over a facts relation."""
+    for d in dims:
+        if d not in DIMENSION:
+            raise ValueError(f"unknown dimension {d!r}")
+    measures = ", ".join(f"{m.sql} AS {m.name}" for m in MEASURES)
+    cols = ", ".join(dims)
+    group = f"GROUP BY {cols}" if dims else ""
+    return (f"SELECT {cols + ', ' if dims else ''}{measures} FROM {relation} "
+            f"{'WHERE ' + where if where else ''} {group}")
+

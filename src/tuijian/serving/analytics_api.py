@@ -1,0 +1,54 @@
+"""Effect data over HTTP: the funnel by any dimensions, offline cube + live tail."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from tuijian.analytics.cube import DIMENSIONS, MEASURES, RATIOS
+from tuijian.analytics.funnel import FunnelQuery, connect, funnel, live_facts
+from tuijian.serving.errors import RequestError
+from tuijian.serving.service import Service
+
+
+def analytics_router(service: Service) -> APIRouter:
+    router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
+
+    @router.get("/funnel")
+    def get_funnel(
+        dims: Annotated[str, Query(description="comma-separated dimensions, e.g. slot,platform",
+                                   max_length=500)] = "",
+        filters: Annotated[str | None, Query(description="dim:v1|v2,dim2:v", max_length=2000)]
+        = None,
+        start: Annotated[str | None, Query(alias="from", description="unix s or ISO date")]
+        = None,
+        end: Annotated[str | None, Query(alias="to", description="unix s or ISO date")] = None,
+    ) -> dict[str, Any]:
+        """Exposures, lists, clicks, conversions (by subtype), dwell, unique users, CTR, CVR
+        per combination of the dimensions' values."""
+        try:
+            q = FunnelQuery.parse(dims, filters, start, end)
+        except ValueError as exc:
+            field, _, message = str(exc).partition(": ")
+            raise RequestError(field, message or str(exc)) from None
+        return {"rows": service_funnel(service, q)}
+
+    @router.get("/dimensions")
+    def dimensions() -> dict[str, Any]:
+        """What can be grouped by and what is measured."""
+        return {"dimensions": [{"name": d.name, "description": d.description}
+                               for d in DIMENSIONS],
+                "measures": [{"name": m.name, "description": m.description}
+                             for m in MEASURES] + [{"name": r, "description": f"{n} / {d}"}
+                                                   for r, n, d in RATIOS]}
+
+    return router
+
+
+def service_funnel(service: Service, q: FunnelQuery) -> list[dict[str, Any]]:
+    service.exposures.flush()
+    layers = {e.id: e.layer for e in service.experiments.config.experiments.values()}
+    con = connect(service.store)
+    try:
+        return funnel(con, service.cube, live_facts(service.log.relation_sql(), layers), q)
+    finally:
+        con.close()
