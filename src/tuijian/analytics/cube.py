@@ -30,10 +30,19 @@ class Dimension:
 
 @dataclass(frozen=True, slots=True)
 class Measure:
+    """An aggregate over facts. A non-additive one says how a minute bucket keeps it
+    (`bucket_sql`, over facts) and how buckets combine (`merge_sql`, over bucket rows), so the
+    real-time numbers are the offline ones exactly."""
+
     name: str
-    sql: str  # an aggregate over facts
-    additive: bool  # summable across cells and minutes
+    sql: str
     description: str
+    bucket_sql: str | None = None  # None: additive (kept as `sql`, combined by sum)
+    merge_sql: str | None = None
+
+    @property
+    def additive(self) -> bool:
+        return self.bucket_sql is None
 
 
 def _names(codes: tuple[str, ...]) -> str:
@@ -64,23 +73,27 @@ DIMENSION = {d.name: d for d in DIMENSIONS}
 
 _SUBTYPES = tuple(
     Measure(f"conversions_{s}", f"count(*) FILTER (WHERE type = 'convert' AND subtype = '{s}')",
-            True, f"conversions by {s}") for s in CONVERT_SUBTYPES)
+            f"conversions by {s}") for s in CONVERT_SUBTYPES)
 MEASURES: tuple[Measure, ...] = (
-    Measure("exposures", "count(*) FILTER (WHERE type = 'exposure')", True, "items shown"),
-    Measure("lists", "count(*) FILTER (WHERE type = 'exposure' AND position = 0)", True,
+    Measure("exposures", "count(*) FILTER (WHERE type = 'exposure')", "items shown"),
+    Measure("lists", "count(*) FILTER (WHERE type = 'exposure' AND position = 0)",
             "lists shown (counted at their first item)"),
-    Measure("clicks", "count(*) FILTER (WHERE type = 'click')", True, "clicks"),
-    Measure("conversions", "count(*) FILTER (WHERE type = 'convert')", True, "conversions"),
+    Measure("clicks", "count(*) FILTER (WHERE type = 'click')", "clicks"),
+    Measure("conversions", "count(*) FILTER (WHERE type = 'convert')", "conversions"),
     *_SUBTYPES,
-    Measure("dwell_sum", "coalesce(sum(dwell_s) FILTER (WHERE type = 'dwell'), 0)", True,
-            "seconds of dwell"),
-    Measure("dwell_n", "count(*) FILTER (WHERE type = 'dwell')", True, "dwell events"),
-    Measure("users", "count(DISTINCT user_id)", False, "unique users"),
-    Measure("dwell_p50", "median(dwell_s) FILTER (WHERE type = 'dwell')", False,
-            "median dwell seconds"),
+    # whole milliseconds: integer sums are the same in whatever order they are added
+    Measure("dwell_ms", "coalesce(sum(CAST(round(dwell_s * 1000) AS BIGINT)) "
+                        "FILTER (WHERE type = 'dwell'), 0)", "milliseconds of dwell"),
+    Measure("dwell_n", "count(*) FILTER (WHERE type = 'dwell')", "dwell events"),
+    Measure("users", "count(DISTINCT user_id)", "unique users",
+            "list(DISTINCT user_id)", "len(list_distinct(flatten(list(users))))"),
+    Measure("dwell_p50", "median(dwell_s) FILTER (WHERE type = 'dwell')",
+            "median dwell seconds",
+            "coalesce(list(dwell_s) FILTER (WHERE type = 'dwell'), [])",
+            "list_aggregate(flatten(list(dwell_p50)), 'median')"),
 )
 MEASURE = {m.name: m for m in MEASURES}
-# derived from additive measures after aggregation: (name, numerator, denominator)
+# derived after aggregation: (name, numerator, denominator); dwell_sum = dwell_ms / 1000
 RATIOS: tuple[tuple[str, str, str], ...] = (
     ("ctr", "clicks", "exposures"),
     ("cvr", "conversions", "clicks"),

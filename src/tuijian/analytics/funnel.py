@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tuijian.analytics.cube import MEASURE, RATIOS, UTC_OFFSET_H, check_dims, facts_sql
+from tuijian.analytics.cube import MEASURE, MEASURES, RATIOS, UTC_OFFSET_H, check_dims, facts_sql
 from tuijian.analytics.store import ROLLUPS, CubeStore, aggregate_sql
 from tuijian.data.items import ItemFeatureCenter
 
@@ -103,12 +103,11 @@ def funnel(con: duckdb.DuckDBPyConnection, cube: CubeStore, live: str | None,
         if not parts:
             return []
         relation = "(" + " UNION ALL BY NAME ".join(parts) + ")"
-        sql = aggregate_sql(relation, q.dims, _where(q))
+        sql = aggregate_sql(relation, q.dims, where_sql(q))
     else:
-        sql = f"SELECT * FROM {relation} {('WHERE ' + _where(q)) if q.filters else ''}"
+        sql = f"SELECT * FROM {relation} {('WHERE ' + where_sql(q)) if q.filters else ''}"
     rel = con.sql(f"{sql} ORDER BY exposures DESC, {', '.join(q.dims) or '1'}")
-    cols = rel.columns
-    return [_row(dict(zip(cols, r, strict=True))) for r in rel.fetchall()]
+    return finish_rows(rel.columns, rel.fetchall())
 
 
 def _rollup(con: duckdb.DuckDBPyConnection, cube: CubeStore, live: str | None, until: float,
@@ -124,26 +123,33 @@ def _rollup(con: duckdb.DuckDBPyConnection, cube: CubeStore, live: str | None, u
     return relation
 
 
-def _where(q: FunnelQuery) -> str:
+def where_sql(q: FunnelQuery, time_col: str = "ts") -> str:
+    """The query's time range and filters as a SQL condition ('' when there are none)."""
     conds = []
     if q.start is not None:
-        conds.append(f"ts >= {q.start!r}")
+        conds.append(f"{time_col} >= {q.start!r}")
     if q.end is not None:
-        conds.append(f"ts < {q.end!r}")
+        conds.append(f"{time_col} < {q.end!r}")
     for name, values in q.filters.items():
         lits = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
         conds.append(f"CAST({name} AS VARCHAR) IN ({lits})")
     return " AND ".join(conds)
 
 
-def _row(row: dict[str, Any]) -> dict[str, Any]:
+def finish_rows(columns: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Rows as dicts, without the empty cell an aggregate over nothing returns."""
+    out = [finish_row(dict(zip(columns, r, strict=True))) for r in rows]
+    return [r for r in out if any(r[m.name] for m in MEASURES if m.additive)]
+
+
+def finish_row(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready values, plus the ratios and dwell seconds derived from the measures."""
     for k, v in row.items():
         if isinstance(v, dt.date):
             row[k] = v.isoformat()
         elif k in MEASURE and MEASURE[k].additive and v is not None:
-            # counts are whole; dwell sums to the millisecond, so the same events give the
-            # same number whatever order they were summed in (offline vs real time)
-            row[k] = int(v) if float(v).is_integer() else round(float(v), 3)
+            row[k] = int(v)
+    row["dwell_sum"] = row["dwell_ms"] / 1000 if row.get("dwell_ms") is not None else None
     for name, num, den in RATIOS:
         n, d = row.get(num), row.get(den)
         row[name] = n / d if n is not None and d else None

@@ -135,6 +135,9 @@ class EventLog:
         self._quarantined = self._count_lines(self._quarantine_path)
         self._day = ""
         self._fd = -1
+        # called with each batch of newly stored events once it is durable, in append order
+        # (the real-time effect data folds them); a failing listener never fails an append
+        self.listeners: list[Callable[[list[Event]], None]] = []
         self._quarantine_fd = -1
 
     # -- writing -------------------------------------------------------------------------------
@@ -149,6 +152,7 @@ class EventLog:
             self._check_writable()
             fresh: set[str] = set()
             rows: list[bytes] = []
+            stored: list[Event] = []
             result: list[bool] = []
             for ev in events:
                 eid = ev.event_id
@@ -157,10 +161,16 @@ class EventLog:
                     continue
                 fresh.add(eid)
                 rows.append(orjson.dumps(ev, option=_JSON_OPTS))
+                stored.append(ev)
                 result.append(True)
             if rows:
                 self._write(self._segment_fd(), b"".join(rows))
                 self._ids.update(fresh)
+                for listener in self.listeners:
+                    try:
+                        listener(stored)
+                    except Exception:
+                        log.exception("event log listener failed; the events are stored")
             return result
 
     def quarantine(self, events: Sequence[Event], reasons: Sequence[str]) -> None:

@@ -1,6 +1,6 @@
 """Effect data over HTTP: the funnel by any dimensions, offline cube + live tail."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
@@ -22,6 +22,9 @@ def analytics_router(service: Service) -> APIRouter:
         start: Annotated[str | None, Query(alias="from", description="unix s or ISO date")]
         = None,
         end: Annotated[str | None, Query(alias="to", description="unix s or ISO date")] = None,
+        source: Annotated[Literal["all", "realtime"], Query(
+            description="all: offline cube + live log; realtime: the minute buckets of the "
+                        "last 48 h (time ranges at minute precision)")] = "all",
     ) -> dict[str, Any]:
         """Exposures, lists, clicks, conversions (by subtype), dwell, unique users, CTR, CVR
         per combination of the dimensions' values."""
@@ -30,6 +33,8 @@ def analytics_router(service: Service) -> APIRouter:
         except ValueError as exc:
             field, _, message = str(exc).partition(": ")
             raise RequestError(field, message or str(exc)) from None
+        if source == "realtime":
+            return {"rows": service.stream.funnel(q)}
         return {"rows": service_funnel(service, q)}
 
     @router.get("/dimensions")
@@ -46,9 +51,9 @@ def analytics_router(service: Service) -> APIRouter:
 
 def service_funnel(service: Service, q: FunnelQuery) -> list[dict[str, Any]]:
     service.exposures.flush()
-    layers = {e.id: e.layer for e in service.experiments.config.experiments.values()}
     con = connect(service.store)
     try:
-        return funnel(con, service.cube, live_facts(service.log.relation_sql(), layers), q)
+        return funnel(con, service.cube,
+                      live_facts(service.log.relation_sql(), service.experiment_layers()), q)
     finally:
         con.close()

@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from tuijian.analytics.store import ParquetCubeStore
+from tuijian.analytics.stream import MinuteCube
 from tuijian.config import PLACEHOLDER_SECRETS, Settings, StrategyFile, load_strategies
 from tuijian.data.eventlog import EventLog
 from tuijian.data.exposures import ExposureWriter
@@ -141,6 +142,11 @@ class Service:
                                               self.strategies, self.pipeline.add_strategy)
         self.pipeline.assigner = self.experiments
         self.cube = ParquetCubeStore(data / "cube")  # effect data (`tuijian report --build`)
+        # real-time effect data: minute buckets of every stored event, the retention window
+        # refilled from the log at start
+        self.stream = MinuteCube(self.store, self.experiment_layers)
+        self.stream.load(self.log.relation_sql())
+        self.log.listeners.append(self.stream.fold)
         self.pipeline.model_lookup = self.rank_models.get
         restore_creatives(self.pipeline.creatives, events_sql, curve)
         self.pipeline.online_learner = self.online_learner  # an FTRL model loaded at start-up
@@ -153,6 +159,10 @@ class Service:
         self._count(events, results)
         self._learn_clicks(events, results)
         return results
+
+    def experiment_layers(self) -> dict[int, str]:
+        """Experiment id → layer, for effect data's per-layer experiment dimensions."""
+        return {e.id: e.layer for e in self.experiments.config.experiments.values()}
 
     def ingest_sync(self, events: Sequence[Event]) -> list[IngestResult]:
         results = self.ingestor.ingest(events)
