@@ -16,25 +16,12 @@ from typer.testing import CliRunner
 from tuijian.analytics.build import build_cube
 from tuijian.analytics.funnel import FunnelQuery, connect, funnel, live_facts
 from tuijian.cli import app
-from tuijian.jobs.simulate import simulate
 from tuijian.serving.analytics_api import service_funnel
 from tuijian.serving.api import create_app
 from tuijian.serving.service import Service
 
 from ..conftest import NOW
-
-START = NOW - 86400
-
-
-@pytest.fixture
-def traffic(service: Service, data_dir: Path) -> Service:
-    service.experiments.create({
-        "name": "fusion", "layer": "recall", "scenes": ["guess_you_like", "feed"],
-        "status": "running", "variants": [{"name": "control", "stage_id": "r_default"},
-                                          {"name": "rrf", "stage_id": "r_rrf"}]}, "t",
-        percent=100)
-    simulate(service, data_dir / "generated", START, 1.0, 600, seed=5)
-    return service
+from .conftest import START
 
 
 @pytest.fixture

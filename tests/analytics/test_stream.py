@@ -5,31 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tuijian.analytics.build import build_cube
 from tuijian.analytics.funnel import FunnelQuery, connect
 from tuijian.config import Settings
-from tuijian.jobs.simulate import simulate
 from tuijian.serving.analytics_api import service_funnel
 from tuijian.serving.service import Service
 
 from ..conftest import NOW
+from .conftest import START
 
-START = NOW - 86400
 DIMS = [["slot", "platform"], ["exp_recall", "source"], ["line", "city"], ["hour"], []]
-
-
-@pytest.fixture
-def traffic(service: Service, data_dir: Path) -> Service:
-    service.experiments.create({
-        "name": "fusion", "layer": "recall", "scenes": ["guess_you_like", "feed"],
-        "status": "running", "variants": [{"name": "control", "stage_id": "r_default"},
-                                          {"name": "rrf", "stage_id": "r_rrf"}]}, "t",
-        percent=100)
-    simulate(service, data_dir / "generated", START, 1.0, 600, seed=9)
-    service.exposures.flush()
-    return service
 
 
 def _closed_hour(service: Service) -> tuple[float, float]:
