@@ -16,6 +16,8 @@ RUNS = [
     [sys.executable, str(HERE / "bench_retrieval.py")],
     # experiment assignment per request (5 layers, a domain, a launch) vs scene defaults
     [sys.executable, str(HERE / "bench_assignment.py")],
+    # the daily effect-data cube from 10M events (target <= 60 s)
+    [sys.executable, str(HERE / "bench_cube.py"), "--events", "10000000"],
     # rank model hot reload: 20 deploy+poll swaps while predictions run at full speed
     [sys.executable, str(HERE / "bench_hot_reload.py"), "--versions", "20"],
     # the recall stage with every source working: simulated traffic and all jobs first
