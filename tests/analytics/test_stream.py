@@ -24,6 +24,7 @@ def _closed_hour(service: Service) -> tuple[float, float]:
 
 def test_a_closed_hour_agrees_exactly_with_the_offline_cube(traffic: Service) -> None:
     start, end = _closed_hour(traffic)
+    assert traffic.stream.fold() > 0  # the listener only queued them
     assert traffic.stream.folded == len(traffic.log)  # every stored event was folded
     build_cube(connect(traffic.store), traffic.cube, traffic.log.relation_sql(),
                traffic.experiment_layers(), until=NOW + 1)

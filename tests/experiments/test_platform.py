@@ -194,6 +194,50 @@ def test_whitelist_forces_a_variant_and_is_tagged(platform: ExperimentPlatform) 
     assert platform.assign(_req("qa-tester", Scene.SEARCH_FALLBACK)).experiments == ()
 
 
+def test_a_whitelisted_tester_reaches_an_experiment_in_another_domain(
+        platform: ExperimentPlatform) -> None:
+    platform.put_domain({"name": "other", "ranges": [[0, 100]]}, ADMIN)
+    platform.put_layer({"name": "o_recall", "stage": "recall", "domain": "other"}, ADMIN)
+    tester = next(f"qa{i}" for i in range(1000)
+                  if platform.assigner.domain(f"qa{i}") == "default")
+    e = platform.create(_exp(layer="o_recall", status="running",
+                             whitelist={tester: "treatment"}), ADMIN, percent=100)
+    ids = platform.assign(_req(tester))
+    assert ids.recall == "r_rrf" and [t.tag for t in ids.experiments] == [f"{e.id}:treatment!"]
+    # one tester, two experiments of a layer on different scenes: each forces its own
+    other = platform.create(_exp(layer="o_recall", status="running", scenes=["search_fallback"],
+                                 whitelist={tester: "control"}, variants=[
+                                     {"name": "control", "stage_id": "r_search"},
+                                     {"name": "treatment", "stage_id": "r_default"}]),
+                            ADMIN, percent=100)
+    search = platform.assign(_req(tester, Scene.SEARCH_FALLBACK))
+    assert [t.tag for t in search.experiments] == [f"{other.id}:control!"]
+    assert platform.assign(_req(tester)).recall == "r_rrf"
+
+
+def test_a_stopped_experiment_naming_a_dropped_id_does_not_block_changes(
+        store_url: str, strategies: StrategyFile) -> None:
+    first = ExperimentPlatform(SqlExperimentStore(store_url), strategies)
+    e = first.create(_exp(status="running"), ADMIN, percent=10)
+    first.stop(e.id, ADMIN)
+    first.store.close()
+    trimmed = strategies.model_copy(update={"recall": {
+        k: v for k, v in strategies.recall.items() if k != "r_rrf"}})
+    later = ExperimentPlatform(SqlExperimentStore(store_url), trimmed)
+    assert later.get(e.id).status == "stopped"
+    made = later.create(_exp(b="r_search", status="running"), ADMIN, percent=10)
+    assert later.get(made.id).status == "running"
+    with pytest.raises(ExperimentError, match="unknown recall id 'r_rrf'"):
+        later.start(e.id, ADMIN)
+    later.store.close()
+
+
+def test_running_needs_traffic(platform: ExperimentPlatform) -> None:
+    with pytest.raises(ExperimentError, match="set traffic") as err:
+        platform.create(_exp(status="running"), ADMIN)
+    assert err.value.field == "ranges"
+
+
 def test_launch_rolls_a_winner_out_to_every_domain(platform: ExperimentPlatform) -> None:
     platform.put_domain({"name": "other", "ranges": [[0, 500]]}, ADMIN)
     e = platform.create(_exp(status="running"), ADMIN, percent=10)

@@ -5,6 +5,9 @@ the batch), so a dimension means the same thing in both and a closed hour's numb
 exactly. Buckets are keyed by event time: a late click lands in the minute it happened. Unique
 users and dwell medians are kept as lists per bucket and merged exactly; buckets older than
 the retention are dropped.
+
+The log's listener only queues a batch (the append it rides on acknowledges events); the
+queue is folded by the server's background loop every few seconds and before every query.
 """
 
 from __future__ import annotations
@@ -41,19 +44,29 @@ class MinuteCube:
         self._con = duckdb.connect()
         self._lock = threading.Lock()  # a DuckDB connection serves one thread at a time
         self._ready = False
+        self._queue: list[Event] = []
+        self._queue_lock = threading.Lock()
         self.folded = 0
 
-    def fold(self, events: list[Event]) -> None:
-        """Add a batch of stored events (an EventLog listener)."""
-        if not events:
-            return
-        batch = pa.Table.from_pylist([{f.name: getattr(ev, f.name) for f in _SCHEMA}
-                                      for ev in events], schema=_SCHEMA)
+    def enqueue(self, events: list[Event]) -> None:
+        """Queue a batch of stored events (an EventLog listener: costs a list extend)."""
+        with self._queue_lock:
+            self._queue.extend(events)
+
+    def fold(self) -> int:
+        """Fold the queued events into their buckets; returns how many."""
         with self._lock:
+            with self._queue_lock:
+                events, self._queue = self._queue, []
+            if not events:
+                return 0
+            batch = pa.Table.from_pylist([{f.name: getattr(ev, f.name) for f in _SCHEMA}
+                                          for ev in events], schema=_SCHEMA)
             self._con.register("stream_batch", batch)
             self._add("stream_batch")
             self._con.unregister("stream_batch")
             self.folded += len(events)
+            return len(events)
 
     def load(self, events_sql: str) -> None:
         """Fill the buckets from the log at start-up: the retention window's events."""
@@ -85,6 +98,7 @@ class MinuteCube:
 
     def funnel(self, q: FunnelQuery) -> list[dict[str, Any]]:
         """As `funnel.funnel` answers, from the buckets (time ranges at minute precision)."""
+        self.fold()
         merged = ", ".join(f"{m.merge_sql or f'sum({m.name})'} AS {m.name}" for m in MEASURES)
         where = where_sql(q, "minute")
         cols = ", ".join(q.dims)

@@ -106,11 +106,13 @@ class LayeredAssigner:
         for plan in self._plans.values():
             if plan.layer.name != LAUNCH:
                 self._by_domain.setdefault(plan.layer.domain, []).append(plan)
-        self._whitelist: dict[str, dict[str, tuple[_Arm, int]]] = {}
+        # unit -> layer -> the arms (one per scene set) that force it, with the variant
+        self._whitelist: dict[str, dict[str, list[tuple[_Arm, int]]]] = {}
         for arm in arms.values():
             names = [v.name for v in arm.exp.variants]
             for unit, v in arm.exp.whitelist.items():
-                self._whitelist.setdefault(unit, {})[arm.exp.layer] = (arm, names.index(v))
+                self._whitelist.setdefault(unit, {}).setdefault(arm.exp.layer, []).append(
+                    (arm, names.index(v)))
 
     def _arm(self, exp: Experiment) -> _Arm:
         weights = [v.weight for v in exp.variants]
@@ -122,17 +124,23 @@ class LayeredAssigner:
         return _Arm(exp, self.config.stage_of(exp), salt, cuts, ids,
                     [v.params for v in exp.variants])
 
-    def domain(self, unit: str) -> str:
+    def domain(self, unit: str, forced: dict[str, tuple[_Arm, int]] | None = None) -> str:
+        """The unit's domain: by hash, unless a whitelist forces it into an experiment of a
+        layer in another domain (a tester must reach the experiment wherever it runs)."""
+        for layer in forced or ():
+            if layer != LAUNCH:
+                return self._plans[layer].layer.domain
         return self._domain_of[bucket(unit, DOMAIN_SALT, DOMAIN_BUCKETS)]
 
     def layers(self, unit: str, scene: Scene) -> list[tuple[_Plan, _Placed]]:
         """Per applicable layer (launch first), the arms the unit is in and its variants."""
-        forced = self._whitelist.get(unit, {})
-        plans = [self._plans[LAUNCH], *self._by_domain.get(self.domain(unit), ())]
+        forced = {layer: (a, v) for layer, arms in self._whitelist.get(unit, {}).items()
+                  for a, v in arms if scene in a.exp.scenes}
+        plans = [self._plans[LAUNCH], *self._by_domain.get(self.domain(unit, forced), ())]
         out: list[tuple[_Plan, _Placed]] = []
         for plan in plans:
             f = forced.get(plan.layer.name)
-            if f is not None and scene in f[0].exp.scenes:
+            if f is not None:
                 out.append((plan, ((f[0], f[1], True),)))
                 continue
             arms = plan.table[scene][bucket(unit, plan.layer.hash_salt, plan.layer.buckets)]

@@ -142,6 +142,13 @@ class ExperimentConfig:
     layers: dict[str, Layer] = field(default_factory=builtin_layers)
     experiments: dict[int, Experiment] = field(default_factory=dict)
 
+    def copy(self) -> ExperimentConfig:
+        """An independent copy to change (records copied deeply: a change may edit one)."""
+        return ExperimentConfig(
+            {k: v.model_copy(deep=True) for k, v in self.domains.items()},
+            {k: v.model_copy(deep=True) for k, v in self.layers.items()},
+            {k: v.model_copy(deep=True) for k, v in self.experiments.items()})
+
     def check(self, strategies: StrategyFile) -> dict[tuple[str, str], BaseModel]:
         """Raise ExperimentError on the first problem; return the derived strategies the
         variants with params need, by (stage, derived id)."""
@@ -149,7 +156,11 @@ class ExperimentConfig:
         self._check_layers()
         derived: dict[tuple[str, str], BaseModel] = {}
         for exp in self.experiments.values():
-            derived.update(self.check_experiment(exp, strategies))
+            if exp.live:  # a stopped one may name ids the strategy file has since dropped
+                derived.update(self.check_experiment(exp, strategies))
+            elif exp.layer not in self.layers:
+                raise ExperimentError("layer", f"experiment {exp.id}: unknown layer "
+                                               f"{exp.layer!r}")
         self._check_overlaps()
         return derived
 

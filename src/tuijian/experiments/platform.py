@@ -98,6 +98,8 @@ class ExperimentPlatform:
             if percent is not None and not new.ranges:
                 cfg.check_experiment(new, self.strategies)  # its own errors first
                 new.ranges = allocate(cfg, new, percent)
+            if new.status == "running" and not new.ranges:
+                raise ExperimentError("ranges", "set traffic (ranges or percent) to start")
             cfg.experiments[new.id] = new
             created.append(new)
             return "create"

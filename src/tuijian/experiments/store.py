@@ -165,7 +165,7 @@ class SqlExperimentStore:
         and audit it, or change nothing if `fn` or `validate` raises."""
         with self._tx():
             rev, before = self._read()
-            _, after = self._read()
+            after = before.copy()
             action = fn(after)
             validate(after)
             now = time.time()

@@ -202,6 +202,7 @@ async def _rebuild_loop(service: Service) -> None:
             reloaded = await asyncio.to_thread(service.reload_models)
             if reloaded:
                 log.info("reloaded %s", ", ".join(reloaded))
+            await asyncio.to_thread(service.stream.fold)
             await asyncio.to_thread(service.stream.evict)
             if time.monotonic() - last_build >= service.settings.build_interval_s:
                 last_build = time.monotonic()

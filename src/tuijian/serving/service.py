@@ -146,7 +146,7 @@ class Service:
         # refilled from the log at start
         self.stream = MinuteCube(self.store, self.experiment_layers)
         self.stream.load(self.log.relation_sql())
-        self.log.listeners.append(self.stream.fold)
+        self.log.listeners.append(self.stream.enqueue)
         self.pipeline.model_lookup = self.rank_models.get
         restore_creatives(self.pipeline.creatives, events_sql, curve)
         self.pipeline.online_learner = self.online_learner  # an FTRL model loaded at start-up
