@@ -1,16 +1,22 @@
 """`tuijian report`: the effect-data funnel from a shell, as `GET /v1/analytics/funnel`
-answers it; `--build` first rebuilds the offline cube from the event log."""
+answers it, or with `--daily` the day's report as `GET /v1/analytics/daily` does; `--build`
+first rebuilds the offline cube from the event log."""
 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from tuijian.analytics.daily import Query
+    from tuijian.data.items import ItemFeatureCenter
 
 console = Console(stderr=True)
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory.")]
@@ -26,22 +32,68 @@ def report(
     build: Annotated[bool, typer.Option("--build", help="Rebuild the offline cube first.")]
     = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    daily: Annotated[str | None, typer.Option(
+        "--daily", metavar="DATE",
+        help="The daily report of this local date (YYYY-MM-DD) instead of the funnel.")] = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="Daily report format: json, csv (default) or html.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write the daily report to this file (default stdout).")] = None,
 ) -> None:
-    """The funnel by any dimensions: exposures, clicks, conversions, dwell, users, CTR, CVR."""
-    from tuijian.analytics.build import build_cube
-    from tuijian.analytics.funnel import FunnelQuery, connect, funnel, live_facts
-    from tuijian.analytics.store import ParquetCubeStore
-    from tuijian.cli_experiments import open_platform
-    from tuijian.data.eventlog import snapshot_sql
+    """The funnel by any dimensions: exposures, clicks, conversions, dwell, users, CTR, CVR;
+    with --daily, a day's report as CSV, JSON or a self-contained HTML file."""
+    from tuijian.analytics.daily import FORMATS, daily_report, parse_day
+    from tuijian.analytics.funnel import FunnelQuery
     from tuijian.data.items import ColumnarItemStore
     from tuijian.serving.service import snapshot_and_journal
 
     try:
+        if daily is None and (fmt or out):
+            raise ValueError("--format and --out go with --daily")
+        if fmt is not None and fmt not in FORMATS:
+            raise ValueError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+        day = parse_day(daily) if daily is not None else None
         q = FunnelQuery.parse(dims, filters, start, end)
         items = ColumnarItemStore.open(*snapshot_and_journal(data, "items"))
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
+    query = _open_funnel(data, items, build)
+    if day is not None:
+        from tuijian.analytics.alarms import check_day
+        from tuijian.data.eventlog import quarantine_snapshot_sql, snapshot_sql
+
+        render, _ = FORMATS[fmt or "csv"]
+        rep = daily_report(query, day)
+        rep.alarms = [a.to_dict() for a in check_day(
+            query, snapshot_sql(data / "events"), quarantine_snapshot_sql(data / "events"), day)]
+        text = render(rep)
+        if out is None:
+            typer.echo(text, nl=False)
+        else:
+            out.write_text(text, encoding="utf-8")
+            console.print(f"wrote {escape(str(out))}")
+        return
+    rows = query(q)
+    if as_json:
+        typer.echo(json.dumps({"rows": rows}, default=str))
+        return
+    cols = [*q.dims, "exposures", "clicks", "ctr", "conversions", "cvr", "dwell_mean", "users"]
+    table = Table(*cols)
+    for r in rows:
+        table.add_row(*(_fmt(c, r.get(c)) for c in cols))
+    Console().print(table)
+
+
+def _open_funnel(data: Path, items: ItemFeatureCenter, build: bool) -> Query:
+    """The funnel over the data directory's offline cube and event log, as the server runs
+    it; `build` first rebuilds the cube."""
+    from tuijian.analytics.build import build_cube
+    from tuijian.analytics.funnel import connect, funnel, live_facts
+    from tuijian.analytics.store import ParquetCubeStore
+    from tuijian.cli_experiments import open_platform
+    from tuijian.data.eventlog import snapshot_sql
+
     platform = open_platform(data)
     layers = {e.id: e.layer for e in platform.config.experiments.values()}
     platform.store.close()
@@ -51,15 +103,7 @@ def report(
     if build:
         res = build_cube(con, cube, events, layers)
         console.print(f"cube: {res.facts:,} facts in {res.seconds:.1f} s")
-    rows = funnel(con, cube, live_facts(events, layers), q)
-    if as_json:
-        typer.echo(json.dumps({"rows": rows}, default=str))
-        return
-    cols = [*q.dims, "exposures", "clicks", "ctr", "conversions", "cvr", "dwell_mean", "users"]
-    table = Table(*cols)
-    for r in rows:
-        table.add_row(*(_fmt(c, r.get(c)) for c in cols))
-    Console().print(table)
+    return partial(funnel, con, cube, live_facts(events, layers))
 
 
 def _fmt(col: str, v: object) -> str:

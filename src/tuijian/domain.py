@@ -74,6 +74,8 @@ class Event:
     # every layer's experiment and variant (`ID:variant`, `!` when a whitelist forced it)
     experiments: list[str] | None = None
     slot: str | None = None  # the client placement the list was shown in
+    # exposures ranked by a click model: its P(click) at the position shown (calibration alarms)
+    pctr: float | None = None
 
 
 @dataclass(slots=True, frozen=True)

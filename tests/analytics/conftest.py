@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,9 @@ def traffic(service: Service, data_dir: Path) -> Service:
         "status": "running", "variants": [{"name": "control", "stage_id": "r_default"},
                                           {"name": "rrf", "stage_id": "r_rrf"}]}, "t",
         percent=100)
-    simulate(service, data_dir / "generated", START, 1.0, 600, seed=9)
+    # in a thread of its own: the simulator runs an event loop, and a browser test's
+    # Playwright already runs one in this thread
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(simulate, service, data_dir / "generated", START, 1.0, 600, seed=9).result()
     service.exposures.flush()
     return service

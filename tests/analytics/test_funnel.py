@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from tuijian.analytics.build import build_cube
 from tuijian.analytics.funnel import FunnelQuery, connect, funnel, live_facts
 from tuijian.cli import app
-from tuijian.serving.analytics_api import service_funnel
 from tuijian.serving.api import create_app
 from tuijian.serving.service import Service
 
@@ -35,7 +34,7 @@ def _raw(service: Service, sql: str) -> list[tuple]:  # type: ignore[type-arg]
 
 
 def test_totals_match_the_raw_log(traffic: Service) -> None:
-    rows = service_funnel(traffic, FunnelQuery(["scene", "platform"]))
+    rows = traffic.funnel(FunnelQuery(["scene", "platform"]))
     (exposures, clicks, conversions, users), = _raw(traffic, """
         SELECT count(*) FILTER (WHERE type = 'exposure'), count(*) FILTER (WHERE type='click'),
                count(*) FILTER (WHERE type = 'convert'), count(DISTINCT user_id) FROM {ev}""")
@@ -47,7 +46,7 @@ def test_totals_match_the_raw_log(traffic: Service) -> None:
         assert r["ctr"] == pytest.approx(r["clicks"] / r["exposures"])
         assert r["conversions"] == sum(r[f"conversions_{s}"]
                                        for s in ("chat", "call", "favorite", "share"))
-    total = service_funnel(traffic, FunnelQuery([]))
+    total = traffic.funnel(FunnelQuery([]))
     assert total[0]["users"] == users and total[0]["exposures"] == exposures
 
 
@@ -56,12 +55,12 @@ def test_cube_and_live_tail_agree_at_the_seam(traffic: Service) -> None:
     queries = [FunnelQuery(["slot", "platform"]), FunnelQuery(["exp_recall", "line"]),
                FunnelQuery(["hour"], {"scene": ["feed", "guess_you_like"]}),
                FunnelQuery(["date", "slot", "platform"])]
-    before = [service_funnel(traffic, q) for q in queries]
+    before = [traffic.funnel(q) for q in queries]
     con = connect(traffic.store)
     result = build_cube(con, traffic.cube, traffic.log.relation_sql(), layers,
                         until=START + 43_200)
     assert 0 < result.facts < len(traffic.log)
-    assert [service_funnel(traffic, q) for q in queries] == before
+    assert [traffic.funnel(q) for q in queries] == before
     build_cube(con, traffic.cube, traffic.log.relation_sql(), layers, until=NOW + 1)
     # grouped exactly by a rollup's dimensions with nothing after the build: the rollup
     live = live_facts(traffic.log.relation_sql(), layers)
@@ -77,11 +76,11 @@ def test_cube_and_live_tail_agree_at_the_seam(traffic: Service) -> None:
 
 
 def test_filters_and_time_ranges(traffic: Service) -> None:
-    ios = service_funnel(traffic, FunnelQuery(["platform"], {"platform": ["ios"]}))
+    ios = traffic.funnel(FunnelQuery(["platform"], {"platform": ["ios"]}))
     assert [r["platform"] for r in ios] == ["ios"]
-    first, second = (service_funnel(traffic, FunnelQuery([], start=a, end=b))[0]
+    first, second = (traffic.funnel(FunnelQuery([], start=a, end=b))[0]
                      for a, b in ((START, START + 43_200), (START + 43_200, NOW + 1)))
-    whole = service_funnel(traffic, FunnelQuery([]))[0]
+    whole = traffic.funnel(FunnelQuery([]))[0]
     assert first["exposures"] + second["exposures"] == whole["exposures"]
     assert first["clicks"] + second["clicks"] == whole["clicks"]
 
@@ -123,7 +122,7 @@ def test_a_requested_slot_reaches_the_funnel(client: TestClient) -> None:
 
 def test_cli_report_prints_what_the_endpoint_answers(traffic: Service,
                                                      data_dir: Path) -> None:
-    expected = service_funnel(traffic, FunnelQuery(["scene"]))
+    expected = traffic.funnel(FunnelQuery(["scene"]))
     traffic.close()
     r = CliRunner().invoke(app, ["report", "--data", str(data_dir), "--dims", "scene",
                                  "--build", "--json"])

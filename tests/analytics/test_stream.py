@@ -8,7 +8,6 @@ from pathlib import Path
 from tuijian.analytics.build import build_cube
 from tuijian.analytics.funnel import FunnelQuery, connect
 from tuijian.config import Settings
-from tuijian.serving.analytics_api import service_funnel
 from tuijian.serving.service import Service
 
 from ..conftest import NOW
@@ -30,11 +29,11 @@ def test_a_closed_hour_agrees_exactly_with_the_offline_cube(traffic: Service) ->
                traffic.experiment_layers(), until=NOW + 1)
     for dims in DIMS:
         q = FunnelQuery(dims, start=start, end=end)
-        offline = service_funnel(traffic, q)
+        offline = traffic.funnel(q)
         assert offline and sum(r["clicks"] for r in offline) > 0
         assert traffic.stream.funnel(q) == offline, dims  # users and medians included
     q = FunnelQuery(["platform"], {"scene": ["feed"]}, start, end)
-    assert traffic.stream.funnel(q) == service_funnel(traffic, q)
+    assert traffic.stream.funnel(q) == traffic.funnel(q)
 
 
 def test_buckets_are_refilled_from_the_log_after_a_restart(traffic: Service,
@@ -47,7 +46,7 @@ def test_buckets_are_refilled_from_the_log_after_a_restart(traffic: Service,
     try:
         assert again.stream.funnel(q) == before
         assert again.stream.funnel(FunnelQuery([]))[0]["exposures"] == sum(
-            r["exposures"] for r in service_funnel(again, FunnelQuery(["slot"])))
+            r["exposures"] for r in again.funnel(FunnelQuery(["slot"])))
         again.stream.retention_s = NOW - end + 1  # everything before `end` is now too old
         assert again.stream.evict() > 0
         assert again.stream.funnel(q) == []

@@ -19,6 +19,7 @@ from tuijian.domain import RecommendRequest, Scene
 from tuijian.jobs.join import join
 from tuijian.jobs.simulate import simulate
 from tuijian.rank.deployed import DeployedModel, correct_sampling
+from tuijian.rank.features.marketplace import ServingContext, online_inputs
 from tuijian.rank.formula import compile_formula
 from tuijian.rank.training import (
     SampleFilter,
@@ -150,6 +151,24 @@ def test_train_deploy_and_serve_through_the_pipeline(logged: Path) -> None:
         assert model is not None and model.manifest.kind == "lr"
         c = svc.store.gather(rec.cands.idx, ("clicks", "exposures"))
         assert not np.allclose(rec.cands.score, (c["clicks"] + 1) / (c["exposures"] + 30))
+
+        # a list shown is logged with the click model's P(click) at each shown position, as
+        # the counters and the profile were when it was shown
+        shown = asyncio.run(svc.pipeline.recommend(req, log_exposures=False))
+        positions = np.arange(10)
+        raw = online_inputs(svc.store, svc.profiles.table,
+                            ServingContext(svc.profiles.get(req.user_id), req.scene.value,
+                                           req.platform, req.now),
+                            shown.cands.take(positions), positions)
+        svc.pipeline.log_exposures(shown, range(10))
+        svc.exposures.flush()
+        _, rows = svc.log.query(
+            "SELECT position, pctr FROM events WHERE exposure_id = ? ORDER BY position",
+            [shown.exposure_id])
+        assert [r[0] for r in rows] == list(range(10))
+        np.testing.assert_allclose([r[1] for r in rows], model.predict(raw), rtol=1e-9)
+        at_top = model.predict({**raw, "ctx_position": np.zeros(10, np.int64)})
+        assert not np.allclose(at_top[1:], [r[1] for r in rows][1:])  # position counts
     finally:
         svc.close()
 

@@ -3,9 +3,6 @@ headless Chromium (Debian's /usr/bin/chromium) through Playwright's sync API."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,21 +11,16 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tuijian.experiments.model import Experiment
 from tuijian.jobs.simulate import simulate
-from tuijian.serving.api import create_app
-from tuijian.serving.experiments_page import json_for_script
 from tuijian.serving.service import Service
+from tuijian.serving.web import json_for_script
 
+from ..browser import chromium, serve
 from ..conftest import NOW
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 ADMIN = {"X-API-Key": "dev-admin-key"}
 AB = [{"name": "control", "stage_id": "r_default"}, {"name": "rrf", "stage_id": "r_rrf"}]
 expect.set_options(timeout=5_000)
@@ -36,38 +28,14 @@ expect.set_options(timeout=5_000)
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: the page tests drive Debian's Chromium "
-                    "(apt-get install chromium)", pytrace=False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
 def base_url(service: Service) -> Iterator[str]:
-    """A real server on a free loopback port, in a thread, until the test ends."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(create_app(service, rebuild=False),
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve(service) as url:
+        yield url
 
 
 @dataclass

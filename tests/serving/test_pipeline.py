@@ -125,6 +125,9 @@ class _BrokenRanker:
     def score(self, cands: Any, ctx: Any) -> FloatArray:
         raise RuntimeError("model file corrupt")
 
+    def click_model(self, models: Any) -> None:
+        return None
+
 
 @pytest.fixture
 def faulty_pipeline(service: Service, monkeypatch: pytest.MonkeyPatch) -> Pipeline:

@@ -11,6 +11,7 @@ are computed exactly from the facts of the cell they describe.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -85,6 +86,15 @@ MEASURES: tuple[Measure, ...] = (
     Measure("dwell_ms", "coalesce(sum(CAST(round(dwell_s * 1000) AS BIGINT)) "
                         "FILTER (WHERE type = 'dwell'), 0)", "milliseconds of dwell"),
     Measure("dwell_n", "count(*) FILTER (WHERE type = 'dwell')", "dwell events"),
+    # the click model's predictions on the exposures it ranked, in millionths: the
+    # calibration alarm compares predicted with observed clicks
+    Measure("pctr_n", "count(pctr) FILTER (WHERE type = 'exposure')",
+            "exposures with a logged click prediction"),
+    Measure("pctr_micros", "coalesce(sum(CAST(round(pctr * 1e6) AS BIGINT)) "
+                           "FILTER (WHERE type = 'exposure'), 0)", "predicted clicks × 10⁶"),
+    Measure("pctr_var_micros", "coalesce(sum(CAST(round(pctr * (1 - pctr) * 1e6) AS BIGINT)) "
+                               "FILTER (WHERE type = 'exposure'), 0)",
+            "variance of the predicted clicks × 10⁶"),
     Measure("users", "count(DISTINCT user_id)", "unique users",
             "list(DISTINCT user_id)", "len(list_distinct(flatten(list(users))))"),
     Measure("dwell_p50", "median(dwell_s) FILTER (WHERE type = 'dwell')",
@@ -93,11 +103,17 @@ MEASURES: tuple[Measure, ...] = (
             "list_aggregate(flatten(list(dwell_p50)), 'median')"),
 )
 MEASURE = {m.name: m for m in MEASURES}
-# derived after aggregation: (name, numerator, denominator); dwell_sum = dwell_ms / 1000
+# derived after aggregation: integer measures back in their units, then ratios
+SCALED: tuple[tuple[str, str, float], ...] = (
+    ("dwell_sum", "dwell_ms", 1000.0),
+    ("predicted_clicks", "pctr_micros", 1e6),
+    ("predicted_var", "pctr_var_micros", 1e6),
+)
 RATIOS: tuple[tuple[str, str, str], ...] = (
     ("ctr", "clicks", "exposures"),
     ("cvr", "conversions", "clicks"),
     ("dwell_mean", "dwell_sum", "dwell_n"),
+    ("pctr_mean", "predicted_clicks", "pctr_n"),
 )
 
 
@@ -114,8 +130,14 @@ def facts_sql(events_sql: str, items_sql: str, experiment_layers: Mapping[int, s
     dims = ",\n".join(f"{d.sql} AS {d.name}" for d in DIMENSIONS)
     return f"""
         WITH ev AS (SELECT *, {tags} FROM {events_sql})
-        SELECT ev.ts, ev.type, ev.subtype, ev.dwell_s, ev.user_id, ev.position, {dims}
+        SELECT ev.ts, ev.type, ev.subtype, ev.dwell_s, ev.user_id, ev.position, ev.pctr,
+               {dims}
         FROM ev LEFT JOIN ({items_sql}) AS items USING (item_id)"""
+
+
+def facts_version() -> str:
+    """Changes whenever the facts' SQL does: a cube stored by another version is not read."""
+    return hashlib.sha256(facts_sql("events", "items", {}).encode()).hexdigest()[:12]
 
 
 def check_dims(names: list[str], where: str = "dims") -> None:

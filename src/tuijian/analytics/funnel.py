@@ -15,7 +15,15 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tuijian.analytics.cube import MEASURE, MEASURES, RATIOS, UTC_OFFSET_H, check_dims, facts_sql
+from tuijian.analytics.cube import (
+    MEASURE,
+    MEASURES,
+    RATIOS,
+    SCALED,
+    UTC_OFFSET_H,
+    check_dims,
+    facts_sql,
+)
 from tuijian.analytics.store import ROLLUPS, CubeStore, aggregate_sql
 from tuijian.data.items import ItemFeatureCenter
 
@@ -143,13 +151,14 @@ def finish_rows(columns: list[str], rows: list[tuple[Any, ...]]) -> list[dict[st
 
 
 def finish_row(row: dict[str, Any]) -> dict[str, Any]:
-    """JSON-ready values, plus the ratios and dwell seconds derived from the measures."""
+    """JSON-ready values, plus the ratios and scaled measures derived from the measures."""
     for k, v in row.items():
         if isinstance(v, dt.date):
             row[k] = v.isoformat()
         elif k in MEASURE and MEASURE[k].additive and v is not None:
             row[k] = int(v)
-    row["dwell_sum"] = row["dwell_ms"] / 1000 if row.get("dwell_ms") is not None else None
+    for name, source, scale in SCALED:
+        row[name] = row[source] / scale if row.get(source) is not None else None
     for name, num, den in RATIOS:
         n, d = row.get(num), row.get(den)
         row[name] = n / d if n is not None and d else None

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import duckdb
 
-from tuijian.analytics.cube import DIMENSION, MEASURES
+from tuijian.analytics.cube import DIMENSION, MEASURES, facts_version
 
 # rollups computed at every build: the dashboard's by-day charts read these, not the facts
 ROLLUPS: dict[str, tuple[str, ...]] = {
@@ -59,7 +59,8 @@ class ParquetCubeStore:
         for name, dims in ROLLUPS.items():
             con.execute(f"COPY ({aggregate_sql('facts', list(dims))}) TO "
                         f"{_q(tmp / 'rollups' / f'{name}.parquet')} (FORMAT parquet)")
-        (tmp / "meta.json").write_text(json.dumps({"built_until": built_until, "facts": n}))
+        (tmp / "meta.json").write_text(json.dumps({"built_until": built_until, "facts": n,
+                                                   "version": facts_version()}))
         # swap whole directories: a reader sees the old cube or the new one, never half
         old = self.root.with_name(self.root.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -70,18 +71,27 @@ class ParquetCubeStore:
         return n
 
     def facts_relation(self) -> str | None:
-        if not (self.root / "facts").exists():
+        if not self._meta() or not (self.root / "facts").exists():
             return None
         return (f"read_parquet({_q(self.root / 'facts' / '**' / '*.parquet')}, "
                 "hive_partitioning = true)")
 
     def rollup_relation(self, name: str) -> str | None:
         path = self.root / "rollups" / f"{name}.parquet"
-        return f"read_parquet({_q(path)})" if path.exists() else None
+        return f"read_parquet({_q(path)})" if self._meta() and path.exists() else None
 
     def built_until(self) -> float:
-        meta = self.root / "meta.json"
-        return float(json.loads(meta.read_text())["built_until"]) if meta.exists() else 0.0
+        return float(self._meta().get("built_until", 0.0))
+
+    def _meta(self) -> dict[str, Any]:
+        """The build's metadata; empty when there is none or it was built by a version of
+        the facts SQL other than this one (then the event log is read instead, until the next
+        build)."""
+        try:
+            meta: dict[str, Any] = json.loads((self.root / "meta.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return meta if meta.get("version") == facts_version() else {}
 
 
 def aggregate_sql(relation: str, dims: list[str], where: str = "") -> str:

@@ -32,7 +32,7 @@ _SCHEMA = pa.schema([
     ("recall_id", pa.string()), ("rank_id", pa.string()), ("rule_id", pa.string()),
     ("display_id", pa.string()), ("position", pa.int32()), ("source", pa.string()),
     ("platform", pa.string()), ("creative", pa.string()),
-    ("experiments", pa.list_(pa.string())), ("slot", pa.string()),
+    ("experiments", pa.list_(pa.string())), ("slot", pa.string()), ("pctr", pa.float64()),
 ])
 
 

@@ -53,8 +53,11 @@ COLUMNS: dict[str, str] = {
     "rules": "JSON",
     "experiments": "VARCHAR[]",
     "slot": "VARCHAR",
+    "pctr": "DOUBLE",
 }
-QUARANTINE_COLUMNS: dict[str, str] = {**COLUMNS, "reason": "VARCHAR", "quarantined_at": "DOUBLE"}
+# `code`: the fixed reason code (tracking_signature, unknown_item, …) the alarms count by
+QUARANTINE_COLUMNS: dict[str, str] = {**COLUMNS, "reason": "VARCHAR", "quarantined_at": "DOUBLE",
+                                      "code": "VARCHAR"}
 
 SEGMENT_GLOB = "events-*.jsonl"
 QUARANTINE_FILE = "quarantine.jsonl"
@@ -173,14 +176,16 @@ class EventLog:
                         log.exception("event log listener failed; the events are stored")
             return result
 
-    def quarantine(self, events: Sequence[Event], reasons: Sequence[str]) -> None:
+    def quarantine(self, events: Sequence[Event], reasons: Sequence[str],
+                   codes: Sequence[str | None] | None = None) -> None:
         """Keep rejected events with why they were rejected, so bad producers can be found."""
         rows = []
         now = self._clock()
-        for ev, reason in zip(events, reasons, strict=True):
+        for ev, reason, code in zip(events, reasons, codes or [None] * len(events), strict=True):
             row: dict[str, Any] = {c: getattr(ev, c) for c in COLUMNS}
             row["reason"] = reason
             row["quarantined_at"] = now
+            row["code"] = code
             rows.append(orjson.dumps(row, option=_JSON_OPTS))
         if not rows:
             return
@@ -339,3 +344,9 @@ def snapshot_sql(root: Path) -> str:
     being written as the job reads is skipped, as in `relation_sql`.
     """
     return _table_sql(sorted(Path(root).glob(SEGMENT_GLOB)), COLUMNS)
+
+
+def quarantine_snapshot_sql(root: Path) -> str:
+    """The quarantine under `root` as a SQL table expression, without opening the log."""
+    path = Path(root) / QUARANTINE_FILE
+    return _table_sql([path] if path.exists() else [], QUARANTINE_COLUMNS)

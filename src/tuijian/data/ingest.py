@@ -84,7 +84,8 @@ class EventIngestor:
 
     def _write(self, events: Sequence[Event], good: list[int], bad: Rejections) -> list[bool]:
         if bad:
-            self.log.quarantine([events[j] for j, _, _ in bad], [r for _, _, r in bad])
+            self.log.quarantine([events[j] for j, _, _ in bad], [r for _, _, r in bad],
+                                [c for _, c, _ in bad])
         return self.log.append([events[j] for j in good]) if good else []
 
     def _finish(self, events: Sequence[Event], good: list[int], bad: Rejections,

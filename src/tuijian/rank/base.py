@@ -41,6 +41,12 @@ class Ranker(Protocol):
         thresholds compare it to a fixed bar)."""
         ...
 
+    def click_model(self, models: ModelLookup) -> DeployedModel | None:
+        """The deployed model predicting P(click) over exposures, if this ranker ranks with
+        one. The pipeline logs its prediction at each shown position, so effect data can
+        watch the model's calibration against the clicks that follow."""
+        ...
+
 
 class RankerFactory(Protocol):
     def __call__(self, params: dict[str, Any]) -> Ranker: ...

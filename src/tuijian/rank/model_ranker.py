@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuijian.domain import Candidates, FloatArray
-from tuijian.rank.base import RankContext
+from tuijian.rank.base import ModelLookup, RankContext
+from tuijian.rank.deployed import DeployedModel
 from tuijian.rank.features.marketplace import ServingContext, online_inputs
 from tuijian.rank.formula import compile_formula
 from tuijian.rank.rule_order import RuleOrderRanker
@@ -45,6 +46,14 @@ class ModelRanker:
             raise ValueError(f"models: {bad} cannot be used in a formula (not identifiers)")
         self.formula = compile_formula(self.params.formula or " * ".join(sorted(names)), names)
         self.fallback = RuleOrderRanker(self.params.fallback)
+
+    def click_model(self, models: ModelLookup) -> DeployedModel | None:
+        for name in self.params.models.values():
+            model = models(name)
+            if (model is not None and model.objective == "click"
+                    and model.manifest.population == "exposures"):
+                return model
+        return None
 
     def score(self, cands: Candidates, ctx: RankContext) -> FloatArray:
         models = {key: ctx.models(name) for key, name in self.params.models.items()}

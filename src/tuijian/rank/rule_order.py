@@ -6,10 +6,13 @@ threshold be a plain number in the strategy file.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuijian.domain import Candidates, FloatArray
-from tuijian.rank.base import RankContext
+from tuijian.rank.base import ModelLookup, RankContext
+
+if TYPE_CHECKING:
+    from tuijian.rank.deployed import DeployedModel
 from tuijian.rank.signals import freshness, smoothed_ctr
 
 
@@ -19,6 +22,9 @@ class RuleOrderRanker:
     def __init__(self, params: dict[str, Any]) -> None:
         self.half_life_h = float(params.get("freshness_half_life_h", 72.0))
         self.floor = float(params.get("freshness_floor", 0.3))
+
+    def click_model(self, models: ModelLookup) -> DeployedModel | None:
+        return None
 
     def score(self, cands: Candidates, ctx: RankContext) -> FloatArray:
         c = ctx.store.gather(cands.idx, ("clicks", "exposures", "quality", "refreshed_ts"))

@@ -1,11 +1,13 @@
-"""Effect data over HTTP: the funnel by any dimensions, offline cube + live tail."""
+"""Effect data over HTTP: the funnel by any dimensions, offline cube + live tail, and the
+daily report built from it."""
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from tuijian.analytics.cube import DIMENSIONS, MEASURES, RATIOS
-from tuijian.analytics.funnel import FunnelQuery, connect, funnel, live_facts
+from tuijian.analytics.daily import FORMATS, Format, daily_report, parse_day
+from tuijian.analytics.funnel import FunnelQuery
 from tuijian.serving.errors import RequestError
 from tuijian.serving.service import Service
 
@@ -35,7 +37,7 @@ def analytics_router(service: Service) -> APIRouter:
             raise RequestError(field, message or str(exc)) from None
         if source == "realtime":
             return {"rows": service.stream.funnel(q)}
-        return {"rows": service_funnel(service, q)}
+        return {"rows": service.funnel(q)}
 
     @router.get("/dimensions")
     def dimensions() -> dict[str, Any]:
@@ -46,14 +48,26 @@ def analytics_router(service: Service) -> APIRouter:
                              for m in MEASURES] + [{"name": r, "description": f"{n} / {d}"}
                                                    for r, n, d in RATIOS]}
 
+    @router.get("/daily")
+    def daily(
+        date: Annotated[str | None, Query(description="local date (UTC+8), YYYY-MM-DD; "
+                                                      "default yesterday", max_length=32)]
+        = None,
+        format: Annotated[Format, Query(description="json, or a file to download: csv for "
+                                                    "spreadsheets, html for email")] = "json",
+    ) -> Response:
+        """The day's totals and fixed breakdowns (slot, hour, recall, source, line, city,
+        rank, experiment layers) with the tracking alarms."""
+        try:
+            day = parse_day(date)
+        except ValueError as exc:
+            raise RequestError("date", str(exc).partition(": ")[2]) from None
+        report = daily_report(service.funnel, day)
+        report.alarms = [a.to_dict() for a in service.check_day(day)]
+        render, media_type = FORMATS[format]
+        headers = {} if format == "json" else {
+            "Content-Disposition": f'attachment; filename="tuijian-daily-{report.date}.{format}"'}
+        return Response(render(report), media_type=media_type, headers=headers)
+
     return router
 
-
-def service_funnel(service: Service, q: FunnelQuery) -> list[dict[str, Any]]:
-    service.exposures.flush()
-    con = connect(service.store)
-    try:
-        return funnel(con, service.cube,
-                      live_facts(service.log.relation_sql(), service.experiment_layers()), q)
-    finally:
-        con.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,9 +18,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from tuijian import __version__
+from tuijian.analytics.alarms import last_closed_day
 from tuijian.display.builder import DEFAULT_TEMPLATE, build_creative, load_templates
 from tuijian.jobs.push import push_batch
-from tuijian.serving import experiments_page, pages
+from tuijian.serving import dashboard_page, experiments_page, pages, web
+from tuijian.serving.alarms_api import alarms_router
 from tuijian.serving.analytics_api import analytics_router
 from tuijian.serving.errors import RequestError
 from tuijian.serving.experiments_api import experiments_router
@@ -39,6 +42,7 @@ from tuijian.serving.service import Service
 log = logging.getLogger(__name__)
 MODEL_POLL_S = 5.0
 EXPERIMENT_POLL_S = 1.0
+ALARM_CHECK_S = 60.0
 
 
 def create_app(service: Service, rebuild: bool = True) -> FastAPI:
@@ -48,8 +52,11 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_rebuild_loop(service)) if rebuild else None
         poll = asyncio.create_task(_experiments_loop(service))
+        alarms = asyncio.create_task(_alarms_loop(service)) if rebuild else None
         yield
         poll.cancel()
+        if alarms is not None:
+            alarms.cancel()
         if task is not None:
             task.cancel()
         service.exposures.flush()
@@ -78,6 +85,7 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
 
     app.include_router(experiments_router(service))
     app.include_router(analytics_router(service))
+    app.include_router(alarms_router(service))
 
     @app.post("/v1/recommend", response_model=RecommendOut, tags=["recommend"])
     async def recommend(body: RecommendIn) -> RecommendOut:
@@ -175,7 +183,12 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
         """The experiment platform's admin page (its script calls /v1/experiments)."""
         return experiments_page.response(service)
 
-    app.mount("/static", StaticFiles(directory=experiments_page.STATIC_DIR), name="static")
+    @app.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard() -> HTMLResponse:
+        """Effect data in charts: funnel, trends, comparisons, sources, experiments, alarms."""
+        return dashboard_page.response()
+
+    app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
 
     return app
 
@@ -189,6 +202,21 @@ async def _experiments_loop(service: Service) -> None:
             await asyncio.to_thread(service.experiments.refresh)
         except Exception:
             log.exception("reading experiments failed; keeping the current assignment")
+
+
+async def _alarms_loop(service: Service) -> None:
+    """The stream's alarm checks every minute; the daily checks once per closed day."""
+    checked: dt.date | None = None
+    while True:
+        try:
+            service.alarms.update("stream", await asyncio.to_thread(service.monitor.check))
+            day = last_closed_day(time.time())
+            if day != checked:
+                service.alarms.update("daily", await asyncio.to_thread(service.check_day, day))
+                checked = day
+        except Exception:
+            log.exception("checking tracking alarms failed; the last results stay")
+        await asyncio.sleep(ALARM_CHECK_S)
 
 
 async def _rebuild_loop(service: Service) -> None:

@@ -3,17 +3,13 @@
 `/v1/experiments` API.
 
 The shell carries no server data except one JSON block (the stage ids a variant may pick,
-the scenes) and, in dev mode only, the admin key pre-filled. Everything the script shows
-from the API goes through `textContent`, and the Content-Security-Policy allows scripts and
-styles from this origin only, so stored text (an experiment's name) can never run.
+the scenes) and, in dev mode only, the admin key pre-filled; `web` says how the admin pages
+keep stored text (an experiment's name) from ever running.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
-import json
-from pathlib import Path
 from typing import Any
 
 from fastapi.responses import HTMLResponse
@@ -21,10 +17,7 @@ from fastapi.responses import HTMLResponse
 from tuijian.domain import Scene
 from tuijian.experiments.model import STAGES
 from tuijian.serving.service import Service
-
-STATIC_DIR = Path(__file__).parent / "static"
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+from tuijian.serving.web import head, page_response
 
 
 def page_config(service: Service) -> dict[str, Any]:
@@ -36,33 +29,14 @@ def page_config(service: Service) -> dict[str, Any]:
             "api": "/v1/experiments"}
 
 
-def json_for_script(value: Any) -> str:
-    """JSON that cannot end its <script> element or open a comment inside it."""
-    return (json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
-            .replace("&", "\\u0026"))
-
-
-def _asset(name: str) -> str:
-    """The asset's URL, versioned by content so a changed file is never served stale."""
-    digest = hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest()[:12]
-    return f"/static/{name}?v={digest}"
-
-
 def render(service: Service) -> str:
     key = service.settings.admin_key if service.settings.dev_mode else ""
     scenes = "".join(
         f'<label class="check"><input type="checkbox" name="scene" value="{s.value}" '
         f'data-testid="new-scene-{s.value}"{" checked" if s.value == "guess_you_like" else ""}>'
         f" {s.value}</label>" for s in Scene)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Experiments · Tuijian</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="{_asset('experiments.css')}">
-<script type="application/json" id="tj-config">{json_for_script(page_config(service))}</script>
-<script src="{_asset('experiments.js')}" defer></script>
-</head><body>
+    return f"""{head("Experiments", page_config(service), ["tuijian.css", "experiments.css"],
+                     ["common.js", "experiments.js"])}<body>
 <header class="top">
   <h1><a href="/">Tuijian</a> · Experiments</h1>
   <form id="key-form" class="key" autocomplete="off">
@@ -168,6 +142,4 @@ def render(service: Service) -> str:
 
 
 def response(service: Service) -> HTMLResponse:
-    return HTMLResponse(render(service), headers={
-        "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "same-origin", "Cache-Control": "no-store"})
+    return page_response(render(service))

@@ -66,6 +66,8 @@ def home(service: Service) -> str:
     }
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:,}</td></tr>" for k, v in stats.items())
     links = [
+        ("/dashboard", "Dashboard: funnels, trends, comparisons, sources, alarms"),
+        ("/experiments", "Experiments: A/B tests, traffic, reports"),
         ("/docs", "API documentation (OpenAPI, try requests)"),
         ("/demo?user_id=u1&scene=guess_you_like", "Demo: guess-you-like for user u1"),
         ("/demo?user_id=u2&scene=feed", "Demo: feed for user u2"),

@@ -26,9 +26,18 @@ from tuijian.data.vocab import CITY_NAMES
 from tuijian.display.creatives import CreativeChooser
 from tuijian.display.render import IMAGE_STYLES, item_styles, render_items
 from tuijian.display.tracking import TrackingCodec, TrackingError, TrackingParam
-from tuijian.domain import Candidates, Event, EventType, RecommendRequest, Scene, StageIds
+from tuijian.domain import (
+    Candidates,
+    Event,
+    EventType,
+    FloatArray,
+    RecommendRequest,
+    Scene,
+    StageIds,
+)
 from tuijian.experiments.assignment import Assigner, DefaultAssigner
 from tuijian.rank.base import ModelLookup, RankContext, Ranker, no_models
+from tuijian.rank.features.featureset import Raw
 from tuijian.rank.features.marketplace import ServingContext, online_inputs, snapshot
 from tuijian.rank.online import OnlineLearner
 from tuijian.rank.registry import RANKERS
@@ -186,6 +195,7 @@ class Pipeline:
                            rec.ts),
             rec.cands.take(np.asarray(pos)), np.asarray(pos, np.int64))
         logged = snapshot(raw, range(len(pos)))
+        pctr = self._predicted_ctr(rec.stage_ids.rank, raw)
         if self.online_learner is not None:
             try:
                 self.online_learner.add_exposures(
@@ -214,10 +224,22 @@ class Pipeline:
                 rules=(rec.rules or None) if p == 0 else None,
                 creative=rec.creatives[p] if rec.creatives else None,
                 experiments=tags, slot=rec.slot,
+                pctr=None if pctr is None else float(pctr[j]),
             )
-            for p, features in zip(pos, logged, strict=True)
+            for j, (p, features) in enumerate(zip(pos, logged, strict=True))
         ]
         self.exposures.write(events)
+
+    def _predicted_ctr(self, rank_id: str, raw: Raw) -> FloatArray | None:
+        """The rank id's click model's P(click) for the shown rows at the positions they were
+        shown in (the ranker scored them all at one position: the real ones were not known)."""
+        ranker = self.rankers.get(rank_id)
+        try:
+            model = None if ranker is None else ranker.click_model(self.model_lookup)
+            return None if model is None else model.predict(raw)
+        except Exception:  # a calibration signal must never cost the exposure log
+            log.exception("predicting logged CTR with %s failed", rank_id)
+            return None
 
     # -- stages ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ directory, so they all exercise the same pipeline. Layout of a data directory:
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import logging
 import secrets
@@ -26,6 +27,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from tuijian.analytics.alarms import Alarm, Thresholds, check_day
+from tuijian.analytics.funnel import FunnelQuery, connect, funnel, live_facts
+from tuijian.analytics.monitor import AlarmBoard, StreamMonitor
 from tuijian.analytics.store import ParquetCubeStore
 from tuijian.analytics.stream import MinuteCube
 from tuijian.config import PLACEHOLDER_SECRETS, Settings, StrategyFile, load_strategies
@@ -104,7 +108,8 @@ class Service:
     online_learner: OnlineLearner | None = None  # see attach_online_learner
 
     def __init__(self, settings: Settings, now: float | None = None,
-                 strategies: StrategyFile | None = None) -> None:
+                 strategies: StrategyFile | None = None,
+                 alarm_thresholds: Thresholds | None = None) -> None:
         now = time.time() if now is None else now
         self.settings = settings
         data = settings.data_dir
@@ -147,6 +152,11 @@ class Service:
         self.stream = MinuteCube(self.store, self.experiment_layers)
         self.stream.load(self.log.relation_sql())
         self.log.listeners.append(self.stream.enqueue)
+        # tracking alarms: checked on the stream every minute and over each closed day
+        self.alarm_thresholds = alarm_thresholds or Thresholds()
+        self.monitor = StreamMonitor(self.stream, self.alarm_thresholds)
+        self.log.listeners.append(self.monitor.enqueue)
+        self.alarms = AlarmBoard(self.metrics.registry)
         self.pipeline.model_lookup = self.rank_models.get
         restore_creatives(self.pipeline.creatives, events_sql, curve)
         self.pipeline.online_learner = self.online_learner  # an FTRL model loaded at start-up
@@ -159,6 +169,21 @@ class Service:
         self._count(events, results)
         self._learn_clicks(events, results)
         return results
+
+    def funnel(self, q: FunnelQuery) -> list[dict[str, Any]]:
+        """Effect data: the offline cube up to its build, the event log after it."""
+        self.exposures.flush()
+        con = connect(self.store)
+        try:
+            return funnel(con, self.cube,
+                          live_facts(self.log.relation_sql(), self.experiment_layers()), q)
+        finally:
+            con.close()
+
+    def check_day(self, day: dt.date) -> list[Alarm]:
+        """The tracking alarms over one closed local day."""
+        return check_day(self.funnel, self.log.relation_sql(), self.log.quarantine_sql(), day,
+                         self.alarm_thresholds)
 
     def experiment_layers(self) -> dict[int, str]:
         """Experiment id → layer, for effect data's per-layer experiment dimensions."""
@@ -184,6 +209,7 @@ class Service:
         return len(self.profiles.upsert(pa.Table.from_pylist(rows)))
 
     def _count(self, events: Sequence[Event], results: Sequence[IngestResult]) -> None:
+        self.monitor.observe_ingest(events, results)
         for ev, r in zip(events, results, strict=True):
             self.metrics.events.labels(r.status.value, ev.type).inc()
             if r.code:
