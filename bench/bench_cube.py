@@ -1,6 +1,8 @@
 """The daily cube from N events (default 10M; target ≤ 60 s on 2 cores): an event log of
 synthetic exposures, clicks, conversions and dwell over 100k items is written in the log's own
-JSON Lines format, then `build_cube` materializes facts and rollups. Prints one JSON line."""
+JSON Lines format, then `build_cube` materializes facts and rollups. The same day then goes
+through the daily tracking alarms and the real-time minute buckets with their alarm checks.
+Prints one JSON line."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import argparse
 import json
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -48,7 +51,7 @@ def write_log(root: Path, n: int, start: float) -> float:
                 'rk_ctr_cvr' AS rank_id, 'ru_default' AS rule_id, 'd_card' AS display_id,
                 CAST(i % 10 AS INTEGER) AS position,
                 ['hot','region','interest','item_cf','mf'][1 + i % 5] AS source,
-                ['android','ios','web','m'][1 + (i // 10) % 4] AS platform,
+                ['android','ios','web','m'][1 + CAST(hash(i // 10) % 4 AS INTEGER)] AS platform,
                 CASE WHEN (i // 10) % 2 = 0 THEN ['1:control'] ELSE ['1:rrf'] END
                     AS experiments
               FROM range({lo}, {lo + m}) t(i))
@@ -77,15 +80,50 @@ def main() -> None:
         rows = funnel(con, cube, None, FunnelQuery(["slot", "platform", "exp_recall"]))
         query_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        funnel(con, cube, live_facts(events, {1: "recall"}),
-               FunnelQuery(["slot", "platform"], start=start, end=start + 3600))
+        live = live_facts(events, {1: "recall"})
+        funnel(con, cube, live, FunnelQuery(["slot", "platform"], start=start, end=start + 3600))
         tail_s = time.perf_counter() - t0
+        stream = bench_alarms(con, cube, live, events, start, Path(d))
     print(json.dumps({
         "bench": "cube_build", "events": args.events, "facts": res.facts,
         "build_s": round(res.seconds, 1), "target_s": 60,
         "write_log_s": round(written, 1), "funnel_query_s": round(query_s, 3),
-        "funnel_rows": len(rows), "funnel_with_live_scan_s": round(tail_s, 2),
+        "funnel_rows": len(rows), "funnel_with_live_scan_s": round(tail_s, 2), **stream,
     }))
+
+
+def bench_alarms(con: duckdb.DuckDBPyConnection, cube: ParquetCubeStore, live: str,
+                 events: str, start: float, root: Path) -> dict[str, float]:
+    """The daily alarms over the built day; the minute buckets refilled from the log (as at
+    a server's start) and one stream check over them."""
+    import datetime as dt
+
+    from tuijian.analytics.alarms import check_day
+    from tuijian.analytics.cube import UTC_OFFSET_H
+    from tuijian.analytics.monitor import StreamMonitor
+    from tuijian.analytics.stream import MinuteCube
+    from tuijian.data.eventlog import quarantine_snapshot_sql
+    from tuijian.data.generator import generate_marketplace
+    from tuijian.data.items import ColumnarItemStore
+
+    day = dt.datetime.fromtimestamp(start + 43200,
+                                    dt.timezone(dt.timedelta(hours=UTC_OFFSET_H))).date()
+    t0 = time.perf_counter()
+    alarms = check_day(partial(funnel, con, cube, live), events,
+                       quarantine_snapshot_sql(root / "events"), day)
+    daily_s = time.perf_counter() - t0
+    generate_marketplace(root / "gen", ITEMS, 1000, seed=1, now=start)
+    items = ColumnarItemStore.open(root / "gen" / "items.parquet", root / "items.journal")
+    now = start + 86400
+    minutes = MinuteCube(items, lambda: {1: "recall"}, clock=lambda: now)
+    t0 = time.perf_counter()
+    minutes.load(events)
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    StreamMonitor(minutes, clock=lambda: now).check()
+    check_s = time.perf_counter() - t0
+    return {"daily_alarms_s": round(daily_s, 2), "daily_alarms": len(alarms),
+            "stream_refill_s": round(load_s, 1), "stream_check_s": round(check_s, 3)}
 
 
 if __name__ == "__main__":

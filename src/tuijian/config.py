@@ -34,6 +34,8 @@ class Settings(BaseModel):
     dev_mode: bool = True
     strategies: Path = DEFAULT_STRATEGIES
     build_interval_s: float = Field(60.0, gt=0)
+    # how often the server rebuilds the effect-data cube (up to the last whole hour)
+    cube_interval_s: float = Field(3600.0, gt=0)
     # where experiments live: sqlite:///PATH or postgresql://…; empty: DATA_DIR/experiments.db
     experiments_url: str = ""
     # the X-API-Key of admin actions (experiments); the dev default is refused in production

@@ -130,3 +130,14 @@ def test_cli_report_prints_what_the_endpoint_answers(traffic: Service,
     assert json.loads(r.stdout)["rows"] == expected
     r = CliRunner().invoke(app, ["report", "--data", str(data_dir), "--dims", "nope"])
     assert r.exit_code == 2 and "unknown dimension 'nope'" in r.output
+
+
+def test_the_service_builds_its_cube_up_to_the_last_whole_hour(traffic: Service) -> None:
+    q = FunnelQuery(["slot", "platform"])
+    before = traffic.funnel(q)
+    res = traffic.build_cube(NOW)
+    assert res.built_until == NOW - NOW % 3600 == traffic.cube.built_until()
+    # the events of the current hour stay live
+    assert res.facts == _raw(traffic, f"SELECT count(*) FROM {{ev}} WHERE ts < {res.built_until}"
+                             )[0][0] > 0
+    assert traffic.funnel(q) == before

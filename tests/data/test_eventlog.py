@@ -213,3 +213,30 @@ def test_closed_log_refuses_writes(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         log.append([ev("a")])
     assert lines(tmp_path) == []
+
+
+def test_the_exposure_writer_completes_rows_off_the_request_path(tmp_path: Path) -> None:
+    from tuijian.data.exposures import ExposureWriter
+
+    log = EventLog(tmp_path / "events")
+    writer = ExposureWriter(log, interval_s=60)  # only explicit flushes write
+    try:
+        rows = [ev("x.0", type_="exposure"), ev("x.1", type_="exposure")]
+
+        def complete() -> None:
+            for r, p in zip(rows, (0.25, 0.125), strict=True):
+                r.pctr = p
+
+        def broken() -> None:
+            raise RuntimeError("model gone")
+
+        writer.write(rows, complete)
+        writer.write([ev("y.0", type_="exposure")], broken)
+        assert rows[0].pctr is None  # nothing ran on the caller's thread
+        writer.flush()
+        _, got = log.query("SELECT event_id, pctr FROM events ORDER BY event_id")
+        # a failing completion costs its rows' prediction, never the rows
+        assert got == [("x.0", 0.25), ("x.1", 0.125), ("y.0", None)]
+    finally:
+        writer.close()
+        log.close()

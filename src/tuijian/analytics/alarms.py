@@ -247,7 +247,7 @@ def check_day(query: Query, events_sql: str, quarantine_sql: str, day: dt.date,
     morning's items."""
     t = t or Thresholds()
     start, end = day_bounds(day)
-    con = duckdb.connect()
+    con = duckdb.connect(config={"threads": 1})  # a background check: serving keeps a core
     try:
         alarms = orphan_clicks(orphan_rows(con, events_sql, start, end), t)
         alarms += invalid_tracking(*quarantine_counts(con, events_sql, quarantine_sql,

@@ -2,14 +2,15 @@
 
 Requests hand their exposure rows to a buffer; a background thread appends (and fsyncs) them
 to the event log in batches. This keeps fsync off the request path; `flush()` drains the
-buffer on demand (shutdown, joins, tests).
+buffer on demand (shutdown, joins, tests). A request may also hand over work that completes
+its rows (a model's prediction to log), run by the same thread just before they are written.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tuijian.data.eventlog import EventLog
 from tuijian.domain import Event
@@ -22,6 +23,7 @@ class ExposureWriter:
         self.log = log
         self.interval_s = interval_s
         self._buf: list[Event] = []
+        self._completions: list[Callable[[], None]] = []
         self.failures = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -29,15 +31,24 @@ class ExposureWriter:
         self._thread = threading.Thread(target=self._run, name="exposure-writer", daemon=True)
         self._thread.start()
 
-    def write(self, events: Sequence[Event]) -> None:
+    def write(self, events: Sequence[Event], complete: Callable[[], None] | None = None
+              ) -> None:
         with self._lock:
             self._buf.extend(events)
+            if complete is not None:
+                self._completions.append(complete)
 
     def flush(self) -> None:
         """Append what is buffered. On failure the rows go back to the front of the buffer
         (to be retried), the failure is counted, and the error propagates."""
         with self._lock:
             batch, self._buf = self._buf, []
+            completions, self._completions = self._completions, []
+        for complete in completions:
+            try:
+                complete()
+            except Exception:  # the rows are logged without what it would have added
+                log.exception("completing exposure rows failed")
         if not batch:
             return
         try:

@@ -52,11 +52,12 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_rebuild_loop(service)) if rebuild else None
         poll = asyncio.create_task(_experiments_loop(service))
-        alarms = asyncio.create_task(_alarms_loop(service)) if rebuild else None
+        loops = [asyncio.create_task(_alarms_loop(service)),
+                 asyncio.create_task(_cube_loop(service))] if rebuild else []
         yield
         poll.cancel()
-        if alarms is not None:
-            alarms.cancel()
+        for loop in loops:
+            loop.cancel()
         if task is not None:
             task.cancel()
         service.exposures.flush()
@@ -202,6 +203,17 @@ async def _experiments_loop(service: Service) -> None:
             await asyncio.to_thread(service.experiments.refresh)
         except Exception:
             log.exception("reading experiments failed; keeping the current assignment")
+
+
+async def _cube_loop(service: Service) -> None:
+    """The effect-data cube rebuilt at start and every cube_interval_s."""
+    while True:
+        try:
+            res = await asyncio.to_thread(service.build_cube)
+            log.info("effect-data cube: %d facts in %.1f s", res.facts, res.seconds)
+        except Exception:
+            log.exception("building the effect-data cube failed; the old cube stays")
+        await asyncio.sleep(service.settings.cube_interval_s)
 
 
 async def _alarms_loop(service: Service) -> None:

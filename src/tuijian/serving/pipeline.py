@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,6 @@ from tuijian.domain import (
     Candidates,
     Event,
     EventType,
-    FloatArray,
     RecommendRequest,
     Scene,
     StageIds,
@@ -195,7 +195,6 @@ class Pipeline:
                            rec.ts),
             rec.cands.take(np.asarray(pos)), np.asarray(pos, np.int64))
         logged = snapshot(raw, range(len(pos)))
-        pctr = self._predicted_ctr(rec.stage_ids.rank, raw)
         if self.online_learner is not None:
             try:
                 self.online_learner.add_exposures(
@@ -224,22 +223,26 @@ class Pipeline:
                 rules=(rec.rules or None) if p == 0 else None,
                 creative=rec.creatives[p] if rec.creatives else None,
                 experiments=tags, slot=rec.slot,
-                pctr=None if pctr is None else float(pctr[j]),
             )
-            for j, (p, features) in enumerate(zip(pos, logged, strict=True))
+            for p, features in zip(pos, logged, strict=True)
         ]
-        self.exposures.write(events)
+        self.exposures.write(events, self._predicted_ctr(ids.rank, raw, events))
 
-    def _predicted_ctr(self, rank_id: str, raw: Raw) -> FloatArray | None:
-        """The rank id's click model's P(click) for the shown rows at the positions they were
-        shown in (the ranker scored them all at one position: the real ones were not known)."""
+    def _predicted_ctr(self, rank_id: str, raw: Raw, events: list[Event]
+                       ) -> Callable[[], None] | None:
+        """What fills the exposures' `pctr`: the rank id's click model's P(click) for the
+        shown rows at the positions they were shown in (the ranker scored them all at one
+        position: the real ones were not known). Run by the exposure writer's thread, off the
+        request path, with the model that served this request."""
         ranker = self.rankers.get(rank_id)
-        try:
-            model = None if ranker is None else ranker.click_model(self.model_lookup)
-            return None if model is None else model.predict(raw)
-        except Exception:  # a calibration signal must never cost the exposure log
-            log.exception("predicting logged CTR with %s failed", rank_id)
+        model = None if ranker is None else ranker.click_model(self.model_lookup)
+        if model is None:
             return None
+
+        def fill() -> None:
+            for ev, p in zip(events, model.predict(raw), strict=True):
+                ev.pctr = float(p)
+        return fill
 
     # -- stages ------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tuijian.analytics import build
 from tuijian.analytics.alarms import Alarm, Thresholds, check_day
 from tuijian.analytics.funnel import FunnelQuery, connect, funnel, live_facts
 from tuijian.analytics.monitor import AlarmBoard, StreamMonitor
@@ -177,6 +178,19 @@ class Service:
         try:
             return funnel(con, self.cube,
                           live_facts(self.log.relation_sql(), self.experiment_layers()), q)
+        finally:
+            con.close()
+
+    def build_cube(self, now: float | None = None) -> build.BuildResult:
+        """Rebuild the offline cube up to the last whole hour (the live log answers after
+        it), on one DuckDB thread so serving keeps the other cores."""
+        now = time.time() if now is None else now
+        self.exposures.flush()
+        con = connect(self.store)
+        con.execute("SET threads = 1")
+        try:
+            return build.build_cube(con, self.cube, self.log.relation_sql(),
+                                    self.experiment_layers(), now - now % 3600)
         finally:
             con.close()
 
