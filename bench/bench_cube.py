@@ -96,18 +96,15 @@ def bench_alarms(con: duckdb.DuckDBPyConnection, cube: ParquetCubeStore, live: s
                  events: str, start: float, root: Path) -> dict[str, float]:
     """The daily alarms over the built day; the minute buckets refilled from the log (as at
     a server's start) and one stream check over them."""
-    import datetime as dt
-
     from tuijian.analytics.alarms import check_day
-    from tuijian.analytics.cube import UTC_OFFSET_H
+    from tuijian.analytics.cube import local_date
     from tuijian.analytics.monitor import StreamMonitor
     from tuijian.analytics.stream import MinuteCube
     from tuijian.data.eventlog import quarantine_snapshot_sql
     from tuijian.data.generator import generate_marketplace
     from tuijian.data.items import ColumnarItemStore
 
-    day = dt.datetime.fromtimestamp(start + 43200,
-                                    dt.timezone(dt.timedelta(hours=UTC_OFFSET_H))).date()
+    day = local_date(start + 43200)
     t0 = time.perf_counter()
     alarms = check_day(partial(funnel, con, cube, live), events,
                        quarantine_snapshot_sql(root / "events"), day)

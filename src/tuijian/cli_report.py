@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from tuijian.analytics.daily import Query
+    from tuijian.analytics.funnel import Query
     from tuijian.data.items import ItemFeatureCenter
 
 console = Console(stderr=True)

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import json
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,8 +20,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tuijian.analytics.alarms import Alarm, Thresholds, last_closed_day
-from tuijian.analytics.cube import UTC_OFFSET_H
+from tuijian.analytics.alarms import Alarm, Thresholds
+from tuijian.analytics.cube import last_closed_day, local_date
 from tuijian.config import Settings
 from tuijian.data.eventlog import COLUMNS
 from tuijian.domain import Event, EventStatus
@@ -71,9 +72,7 @@ def fresh(data_dir: Path) -> Iterator[Service]:
 
 
 def _local_dates(events: list[Event]) -> list[dt.date]:
-    tz = dt.timezone(dt.timedelta(hours=UTC_OFFSET_H))
-    return sorted({dt.datetime.fromtimestamp(e.ts, tz).date() for e in events}
-                  | {dt.datetime.now(tz).date()})
+    return sorted({local_date(e.ts) for e in events} | {local_date(time.time())})
 
 
 def _replay(service: Service, events: list[Event]) -> tuple[list[Alarm], list[Alarm]]:
@@ -168,8 +167,7 @@ def test_alarms_reach_the_api_the_metrics_and_the_daily_report(
                    ).most_common(1)[0][0]
     fresh.log.append([e for e in clean if not (
         e.type != "exposure" and e.platform == "ios" and e.slot == slot)])
-    tz = dt.timezone(dt.timedelta(hours=UTC_OFFSET_H))
-    day = Counter(dt.datetime.fromtimestamp(e.ts, tz).date() for e in clean).most_common()[0][0]
+    day = Counter(local_date(e.ts) for e in clean).most_common()[0][0]
     with TestClient(create_app(fresh, rebuild=False)) as client:
         assert client.get("/v1/analytics/alarms").json() == {"alarms": []}
         fired = client.get("/v1/analytics/alarms", params={"refresh": "true"}).json()["alarms"]

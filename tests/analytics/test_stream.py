@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from tuijian.analytics import monitor, stream
 from tuijian.analytics.build import build_cube
 from tuijian.analytics.funnel import FunnelQuery, connect
 from tuijian.config import Settings
+from tuijian.jobs.simulate import simulate
 from tuijian.serving.service import Service
 
 from ..conftest import NOW
@@ -67,3 +71,16 @@ def test_the_realtime_endpoint(traffic: Service) -> None:
         assert live.json() == client.get("/v1/analytics/funnel", params=params).json()
         bad = client.get("/v1/analytics/funnel", params={"source": "yesterday"})
         assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "source"
+
+
+def test_a_process_that_never_folds_still_holds_few_events(
+        service: Service, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a simulation or a batch job runs no background loop: the listeners fold as they go
+    monkeypatch.setattr(stream, "FOLD_AT", 500)
+    monkeypatch.setattr(monitor, "SETTLE_AT", 500)
+    simulate(service, data_dir / "generated", START, 1.0, 300, seed=2)
+    service.exposures.flush()
+    stored = len(service.log)
+    assert stored > 1000 and service.stream.folded >= stored - 500
+    assert service.monitor.queued < 500
+    assert service.stream.folded + service.stream.fold() == stored

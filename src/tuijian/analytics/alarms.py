@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -31,11 +31,9 @@ import duckdb
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from tuijian.analytics.cube import UTC_OFFSET_H
-from tuijian.analytics.funnel import FunnelQuery
+from tuijian.analytics.cube import LOCAL_TZ, day_bounds
+from tuijian.analytics.funnel import FunnelQuery, Query, Rows
 
-Rows = list[dict[str, Any]]
-Query = Callable[[FunnelQuery], Rows]
 ALARMS = ("orphan_clicks", "invalid_tracking", "platform_ctr", "silent_source", "model_drift")
 
 
@@ -199,19 +197,6 @@ def model_drift(rows: Rows, t: Thresholds) -> list[Alarm]:
 # -- the daily check --------------------------------------------------------------------------
 
 
-def last_closed_day(now: float) -> dt.date:
-    """Yesterday, in the cube's time zone."""
-    tz = dt.timezone(dt.timedelta(hours=UTC_OFFSET_H))
-    return dt.datetime.fromtimestamp(now, tz).date() - dt.timedelta(days=1)
-
-
-def day_bounds(day: dt.date) -> tuple[float, float]:
-    """[local midnight, next local midnight) of a date in the cube's time zone, unix s."""
-    tz = dt.timezone(dt.timedelta(hours=UTC_OFFSET_H))
-    start = dt.datetime.combine(day, dt.time(), tz).timestamp()
-    return start, start + 86400
-
-
 def orphan_rows(con: duckdb.DuckDBPyConnection, events_sql: str, start: float,
                 end: float) -> list[tuple[str | None, int, int]]:
     """Clicks in [start, end) per platform, and those whose list has no exposure logged
@@ -264,11 +249,9 @@ def check_day(query: Query, events_sql: str, quarantine_sql: str, day: dt.date,
 def _silent_hours(rows: Rows, start: float, t: Thresholds) -> list[Alarm]:
     """The first silent hour of each source in the day (rows by date, hour, source over the
     day and the 24 hours before it)."""
-    tz = dt.timezone(dt.timedelta(hours=UTC_OFFSET_H))
-
     def hour_start(r: dict[str, Any]) -> float:
         d = dt.date.fromisoformat(r["date"]) if isinstance(r["date"], str) else r["date"]
-        return dt.datetime.combine(d, dt.time(int(r["hour"])), tz).timestamp()
+        return dt.datetime.combine(d, dt.time(int(r["hour"])), LOCAL_TZ).timestamp()
 
     by_hour: dict[float, Rows] = {}
     for r in rows:

@@ -11,6 +11,7 @@ are computed exactly from the facts of the cell they describe.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,22 @@ from tuijian.experiments.model import LAUNCH, STAGES
 
 # the business day starts at local midnight: dates and hours are in this UTC offset
 UTC_OFFSET_H = 8
+LOCAL_TZ = dt.timezone(dt.timedelta(hours=UTC_OFFSET_H))
+
+
+def local_date(ts: float) -> dt.date:
+    return dt.datetime.fromtimestamp(ts, LOCAL_TZ).date()
+
+
+def last_closed_day(now: float) -> dt.date:
+    """Yesterday, in the cube's time zone: the last whole business day."""
+    return local_date(now) - dt.timedelta(days=1)
+
+
+def day_bounds(day: dt.date) -> tuple[float, float]:
+    """[local midnight, next local midnight) of a date, in unix seconds."""
+    start = dt.datetime.combine(day, dt.time(), LOCAL_TZ).timestamp()
+    return start, start + 86400
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,17 +12,16 @@ import datetime as dt
 import html
 import io
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from tuijian.analytics.cube import MEASURES, RATIOS, UTC_OFFSET_H
-from tuijian.analytics.funnel import FunnelQuery, finish_row
+from tuijian.analytics.cube import MEASURES, RATIOS, UTC_OFFSET_H, day_bounds, last_closed_day
+from tuijian.analytics.funnel import FunnelQuery, Query, finish_row
 from tuijian.data.vocab import CONVERT_SUBTYPES
 from tuijian.experiments.model import LAUNCH, STAGES
 
-LOCAL = dt.timezone(dt.timedelta(hours=UTC_OFFSET_H))
-Query = Callable[[FunnelQuery], list[dict[str, Any]]]
 Format = Literal["json", "csv", "html"]
 
 
@@ -68,7 +67,7 @@ def parse_day(text: str | None) -> dt.date:
     """An ISO date; absent, yesterday's local date (the last complete business day).
     ValueError names the field, as FunnelQuery.parse does, so callers report it alike."""
     if not text:
-        return dt.datetime.now(LOCAL).date() - dt.timedelta(days=1)
+        return last_closed_day(time.time())
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
@@ -80,8 +79,7 @@ def daily_report(query: Query, day: dt.date) -> DailyReport:
 
     A section none of whose rows has a value for its dimensions (a layer with no experiment
     running that day) breaks nothing down and is left out."""
-    midnight = dt.datetime.combine(day, dt.time(), LOCAL)
-    start, end = midnight.timestamp(), (midnight + dt.timedelta(days=1)).timestamp()
+    start, end = day_bounds(day)
     sections = []
     for spec in SECTIONS:
         rows = query(FunnelQuery(list(spec.dims), start=start, end=end))

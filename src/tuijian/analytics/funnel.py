@@ -9,6 +9,7 @@ when nothing has arrived since the build.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +17,11 @@ import duckdb
 import pyarrow as pa
 
 from tuijian.analytics.cube import (
+    LOCAL_TZ,
     MEASURE,
     MEASURES,
     RATIOS,
     SCALED,
-    UTC_OFFSET_H,
     check_dims,
     facts_sql,
 )
@@ -28,6 +29,7 @@ from tuijian.analytics.store import ROLLUPS, CubeStore, aggregate_sql
 from tuijian.data.items import ItemFeatureCenter
 
 ITEMS_VIEW = "cube_items"
+Rows = list[dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -49,6 +51,10 @@ class FunnelQuery:
         check_dims(list(self.filters), "filters")
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise ValueError("to: must be after from")
+
+
+# how reports and alarms run a funnel query: the server's (cube + live log) or a CLI's
+Query = Callable[["FunnelQuery"], Rows]
 
 
 def parse_filters(text: str | None) -> dict[str, list[str]]:
@@ -77,7 +83,7 @@ def parse_time(text: str | None, where: str) -> float | None:
     except ValueError:
         raise ValueError(f"{where}: {text!r} is neither unix seconds nor an ISO date") from None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone(dt.timedelta(hours=UTC_OFFSET_H)))
+        t = t.replace(tzinfo=LOCAL_TZ)
     return t.timestamp()
 
 

@@ -1,9 +1,10 @@
 """The alarms on the real-time stream, and the board that shows what is firing.
 
 `StreamMonitor` is fed every stored batch (an EventLog listener, like the minute buckets) and
-every ingest result. It keeps what the minute buckets cannot answer: which lists were logged
-as shown (to find clicks on lists never shown) and the quarantined and accepted client events
-per minute. The CTR, source and model checks read the minute buckets (`MinuteCube`).
+every ingest result (for what was quarantined, which is never stored in the log). It keeps
+what the minute buckets cannot answer: which lists were logged as shown (to find clicks on
+lists never shown) and the quarantined and stored client events per minute. The CTR, source
+and model checks read the minute buckets (`MinuteCube`).
 
 `AlarmBoard` holds the alarms of the last stream check and the last daily check, keeps when
 each was first raised, and mirrors them into Prometheus gauges.
@@ -39,6 +40,9 @@ from tuijian.domain import Event, EventStatus, EventType
 # lists remembered as shown: a click on an older list is not checked (bounded memory)
 LISTS_KEPT = 2_000_000
 LIST_RETENTION_S = 6 * 3600
+# queued events are settled at each check; a process with no checks (a simulation, a batch
+# job) settles them here instead of holding them all
+SETTLE_AT = 50_000
 
 
 class StreamMonitor:
@@ -56,16 +60,21 @@ class StreamMonitor:
         now = self.clock()
         with self._lock:
             self._queue.extend((now, ev) for ev in events)
+            full = len(self._queue) >= SETTLE_AT
+        if full:
+            self._settle(now)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
 
     def observe_ingest(self, events: Sequence[Event], results: Sequence[IngestResult]) -> None:
-        """Count quarantined events by reason code and accepted client events by minute."""
+        """Count quarantined events by reason code, by minute of arrival."""
         minute = int(self.clock() // 60)
         with self._lock:
-            for ev, r in zip(events, results, strict=True):
+            for r in results:
                 if r.status == EventStatus.QUARANTINED:
                     self._minutes[(minute, "quarantined", r.code or "unknown")] += 1
-                elif r.status == EventStatus.ACCEPTED and ev.type != EventType.EXPOSURE:
-                    self._minutes[(minute, "accepted", "")] += 1
 
     def check(self, now: float | None = None) -> list[Alarm]:
         """Every check over the stream's windows (see Thresholds)."""
@@ -105,15 +114,19 @@ class StreamMonitor:
         return [replace(a, scope="stream", since=a.since or since) for a in alarms]
 
     def _settle(self, now: float) -> None:
-        """Fold queued events: remember shown lists, hold clicks until their grace period
-        has passed, then count each as matched or orphan; forget old minutes and lists."""
+        """Fold queued events: remember shown lists, count client events (every type but
+        exposures, as the daily check does), hold clicks until their grace period has passed,
+        then count each as matched or orphan; forget old minutes and lists."""
         with self._lock:
             queue, self._queue = self._queue, []
             for arrival, ev in queue:
-                if ev.type == EventType.EXPOSURE and ev.exposure_id is not None:
-                    self._shown[ev.exposure_id] = arrival
-                    self._shown.move_to_end(ev.exposure_id)
-                elif ev.type == EventType.CLICK:
+                if ev.type == EventType.EXPOSURE:
+                    if ev.exposure_id is not None:
+                        self._shown[ev.exposure_id] = arrival
+                        self._shown.move_to_end(ev.exposure_id)
+                    continue
+                self._minutes[(int(arrival // 60), "accepted", "")] += 1
+                if ev.type == EventType.CLICK:
                     self._pending.append((arrival, ev.exposure_id, ev.platform))
             while self._pending and self._pending[0][0] <= now - self.t.grace_s:
                 arrival, exposure_id, platform = self._pending.popleft()

@@ -25,6 +25,7 @@ from tuijian.analytics.funnel import ITEMS_VIEW, FunnelQuery, finish_rows, items
 from tuijian.data.items import ItemFeatureCenter
 from tuijian.domain import Event
 
+FOLD_AT = 50_000
 _SCHEMA = pa.schema([
     ("event_id", pa.string()), ("type", pa.string()), ("user_id", pa.string()),
     ("item_id", pa.int64()), ("ts", pa.float64()), ("subtype", pa.string()),
@@ -49,9 +50,14 @@ class MinuteCube:
         self.folded = 0
 
     def enqueue(self, events: list[Event]) -> None:
-        """Queue a batch of stored events (an EventLog listener: costs a list extend)."""
+        """Queue a batch of stored events (an EventLog listener: costs a list extend). A
+        process whose loop never folds (a simulation, a batch job) folds here every
+        FOLD_AT events instead of holding them all."""
         with self._queue_lock:
             self._queue.extend(events)
+            full = len(self._queue) >= FOLD_AT
+        if full:
+            self.fold()
 
     def fold(self) -> int:
         """Fold the queued events into their buckets; returns how many."""

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from tuijian import __version__
-from tuijian.analytics.alarms import last_closed_day
+from tuijian.analytics.cube import last_closed_day
 from tuijian.display.builder import DEFAULT_TEMPLATE, build_creative, load_templates
 from tuijian.jobs.push import push_batch
 from tuijian.serving import dashboard_page, experiments_page, pages, web

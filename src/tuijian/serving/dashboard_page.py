@@ -15,9 +15,7 @@ from typing import Any
 
 from fastapi.responses import HTMLResponse
 
-from tuijian.analytics.cube import DIMENSIONS, MEASURES, RATIOS, UTC_OFFSET_H
-from tuijian.data.vocab import PLATFORMS
-from tuijian.experiments.model import LAUNCH, STAGES
+from tuijian.analytics.cube import DIMENSIONS, UTC_OFFSET_H
 from tuijian.serving.web import head, page_response
 
 VIEWS = (("funnel", "Funnel by slot"), ("trends", "Over time"), ("compare", "Compare"),
@@ -25,12 +23,10 @@ VIEWS = (("funnel", "Funnel by slot"), ("trends", "Over time"), ("compare", "Com
 
 
 def page_config() -> dict[str, Any]:
+    """What the script needs besides the API: its views and the cube's dimensions."""
     return {
+        "views": [v for v, _ in VIEWS],
         "dimensions": [{"name": d.name, "description": d.description} for d in DIMENSIONS],
-        "measures": [m.name for m in MEASURES if m.additive] + ["dwell_p50", "users"],
-        "ratios": [r for r, _, _ in RATIOS],
-        "platforms": list(PLATFORMS),
-        "layers": [*STAGES, LAUNCH],
         "utc_offset_h": UTC_OFFSET_H,
         "api": {"funnel": "/v1/analytics/funnel", "alarms": "/v1/analytics/alarms",
                 "daily": "/v1/analytics/daily", "experiments": "/v1/experiments"},

@@ -4,7 +4,7 @@
 "use strict";
 
 const CFG = JSON.parse(document.getElementById("tj-config").textContent);
-const VIEWS = ["funnel", "trends", "compare", "sources", "experiments", "alarms"];
+const VIEWS = CFG.views;
 const TIME_DIMS = ["date", "hour"];
 const METRICS = {
   ctr: ["CTR", fmtPct], cvr: ["CVR", fmtPct], exposures: ["exposures", fmtInt],
