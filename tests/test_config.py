@@ -53,13 +53,21 @@ def test_placeholder_secret_refused_outside_dev_mode() -> None:
         Settings.from_env(dev_mode=False)
     with pytest.raises(ConfigError, match="admin_key: a placeholder"):
         Settings.from_env(dev_mode=False, secret="a-real-secret-value")
+    with pytest.raises(ConfigError, match="ingest_key: a placeholder"):
+        Settings.from_env(dev_mode=False, secret="a-real-secret-value",
+                          admin_key="a-real-admin-key")
     assert Settings.from_env(dev_mode=False, secret="a-real-secret-value",
-                             admin_key="a-real-admin-key").dev_mode is False
+                             admin_key="a-real-admin-key", ingest_key="a-real-ingest-key",
+                             read_key="a-real-read-key").dev_mode is False
 
 
 def test_experiments_url_must_name_a_supported_store() -> None:
     with pytest.raises(ConfigError, match="experiments_url"):
         Settings.from_env(experiments_url="mysql://x")
+    with pytest.raises(ConfigError, match="stream_url: expected redis"):
+        Settings.from_env(stream_url="amqp://x")
+    with pytest.raises(ConfigError, match="metadata_url"):
+        Settings.from_env(metadata_url="redis://x")
     s = Settings.from_env(data_dir="/tmp/d")
     assert s.experiments_store == "sqlite:////tmp/d/experiments.db"  # an absolute path
 

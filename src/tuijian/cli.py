@@ -36,6 +36,7 @@ app.add_typer(experiments_app, name="experiments")
 app.command("report")(report)
 console = Console(stderr=True)
 
+ROLES = ("all", "api")
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory.")]
 
 
@@ -171,7 +172,7 @@ def push(
 
         try:
             r = httpx.post(f"{server.rstrip('/')}/v1/push", json={"users": ids, "now": now},
-                           timeout=None)
+                           headers={"X-API-Key": _settings(data).admin_key}, timeout=None)
         except httpx.HTTPError as exc:
             console.print(f"[red]--server: {exc}[/red]")
             raise typer.Exit(2) from None
@@ -197,6 +198,10 @@ def serve(
     data: DataOpt = Path("data"),
     host: str = "127.0.0.1",
     port: int = 8000,
+    role: Annotated[str, typer.Option(
+        help="all: the HTTP API, background jobs and (with TUIJIAN_STREAM_URL) the ingest "
+             "worker; api: a stateless HTTP replica that publishes events to the stream")
+    ] = "all",
 ) -> None:
     """Serve prepared data over HTTP."""
     import uvicorn
@@ -204,12 +209,19 @@ def serve(
     from tuijian.serving.api import create_app
     from tuijian.serving.service import serving_threads, settle_heap
 
+    if role not in ROLES:
+        raise typer.BadParameter(f"expected one of {', '.join(ROLES)}", param_hint="--role")
     service = _open_service(data)
+    if role == "api" and service.event_stream is None:
+        service.close()
+        raise typer.BadParameter("role api needs TUIJIAN_STREAM_URL (events go to the stream)",
+                                 param_hint="--role")
     serving_threads()
     settle_heap()
-    console.print(f"serving {len(service.store):,} items on http://{host}:{port}")
+    console.print(f"serving {len(service.store):,} items on http://{host}:{port} ({role})")
     try:
-        uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(service, rebuild=role == "all", consume=role == "all"),
+                    host=host, port=port, log_level="warning")
     finally:
         service.close()
 
@@ -349,6 +361,29 @@ def bench_serve(
     from tuijian.serving.bench import run_bench
 
     result = run_bench(items, users, requests, simulate_requests=simulate)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print(result)
+
+
+@bench_app.command("features")
+def bench_features(
+    backend: Annotated[str | None, typer.Option(
+        help="Feature center to measure: redis://HOST:PORT/DB (default: the embedded store)")
+    ] = None,
+    items: int = 1_000_000,
+    batch: int = 150,
+    rounds: int = 5000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Batch read of `batch` random items' ranking features, p50/p99 in ms."""
+    from tuijian.data.feature_bench import run_features_bench
+
+    try:
+        result = run_features_bench(backend, items, batch, rounds)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--backend") from None
     if as_json:
         print(json.dumps(result))
     else:

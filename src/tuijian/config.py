@@ -16,45 +16,77 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tuijian.domain import Scene
 from tuijian.rules.spec import RuleStrategy
 
-PLACEHOLDER_SECRETS = {"", "dev-secret-change-me", "changeme", "secret", "dev-admin-key"}
+PLACEHOLDER_SECRETS = {"", "dev-secret-change-me", "changeme", "secret", "dev-admin-key",
+                       "dev-ingest-key", "dev-read-key", "REPLACE_ME"}
 DEFAULT_STRATEGIES = Path(__file__).parent / "strategies" / "default.yaml"
+SECRETS = ("secret", "admin_key", "ingest_key", "read_key")
+SQL_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+STREAM_SCHEMES = (*REDIS_SCHEMES, "kafka://")
 
 
 class ConfigError(ValueError):
     """A settings or strategy file that cannot be used, with the reason."""
 
 
+def _secret(default: str) -> Any:
+    return Field(default, repr=False)  # never in a repr, so never in a log line
+
+
 class Settings(BaseModel):
-    """Process settings, from the environment (TUIJIAN_*) and the CLI."""
+    """Process settings, from the environment (TUIJIAN_*) and the CLI.
+
+    Backends are chosen by URL; an empty URL is the embedded default (files in data_dir)."""
 
     model_config = ConfigDict(extra="forbid")
 
     data_dir: Path = Path("data")
-    secret: str = "dev-secret-change-me"
+    secret: str = _secret("dev-secret-change-me")
     dev_mode: bool = True
     strategies: Path = DEFAULT_STRATEGIES
     build_interval_s: float = Field(60.0, gt=0)
     # how often the server rebuilds the effect-data cube (up to the last whole hour)
     cube_interval_s: float = Field(3600.0, gt=0)
-    # where experiments live: sqlite:///PATH or postgresql://…; empty: DATA_DIR/experiments.db
-    experiments_url: str = ""
-    # the X-API-Key of admin actions (experiments); the dev default is refused in production
-    admin_key: str = "dev-admin-key"
+    # where experiments live: sqlite:///PATH or postgresql://…; empty: metadata_url
+    experiments_url: str = Field("", repr=False)
+    # metadata (experiments, audit, model registry entries): sqlite:///PATH or postgresql://…;
+    # empty: DATA_DIR/experiments.db
+    metadata_url: str = Field("", repr=False)
+    # the event stream between API replicas and the ingest worker: redis://… or kafka://HOST:PORT
+    stream_url: str = Field("", repr=False)
+    # X-API-Key values by scope: admin (experiments, models, items; implies the others),
+    # ingest (events), read (recommendations, lookups). Dev mode lets keyless read and
+    # ingest requests through; placeholders are refused outside dev mode.
+    admin_key: str = _secret("dev-admin-key")
+    ingest_key: str = _secret("dev-ingest-key")
+    read_key: str = _secret("dev-read-key")
+    # protection: requests per second per client key (0: off), with a burst of 2 s worth;
+    # concurrent requests beyond max_inflight are shed with 503 + Retry-After
+    rate_limit_rps: float = Field(0.0, ge=0)
+    max_inflight: int = Field(256, ge=1)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
         if not self.dev_mode:
-            for name in ("secret", "admin_key"):
+            for name in SECRETS:
                 if getattr(self, name) in PLACEHOLDER_SECRETS:
                     raise ValueError(f"{name}: a placeholder is refused outside dev mode")
-        if self.experiments_url and not self.experiments_url.startswith(
-                ("sqlite:///", "postgresql://", "postgres://")):
-            raise ValueError("experiments_url: expected sqlite:///PATH or postgresql://…")
+            keys = [getattr(self, n) for n in SECRETS[1:]]
+            if len(set(keys)) < len(keys):
+                raise ValueError("admin_key, ingest_key and read_key must differ")
+        for name, schemes, shape in (
+                ("experiments_url", SQL_SCHEMES, "sqlite:///PATH or postgresql://…"),
+                ("metadata_url", SQL_SCHEMES, "sqlite:///PATH or postgresql://…"),
+                ("stream_url", STREAM_SCHEMES, "redis://HOST:PORT/DB or kafka://HOST:PORT")):
+            value = getattr(self, name)
+            if value and not value.startswith(schemes):
+                raise ValueError(f"{name}: expected {shape}")
         return self
 
     @property
     def experiments_store(self) -> str:
-        return self.experiments_url or f"sqlite:///{self.data_dir / 'experiments.db'}"
+        return (self.experiments_url or self.metadata_url
+                or f"sqlite:///{self.data_dir / 'experiments.db'}")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

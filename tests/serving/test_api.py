@@ -15,6 +15,8 @@ from tuijian.jobs.join import join
 from tuijian.serving.api import create_app
 from tuijian.serving.service import Service
 
+from ..conftest import ADMIN
+
 
 @pytest.fixture
 def client(service: Service) -> Iterator[TestClient]:
@@ -146,7 +148,7 @@ def test_upserted_item_is_visible_to_the_next_request(client: TestClient) -> Non
     item = {"item_id": 5_000_000, "line": "house_rent", "category": "whole_rent",
             "city": "Xiamen", "district": "Siming", "title": "Brand new seaside flat",
             "price": 4000, "rooms": 2, "lat": 24.45, "lon": 118.08}
-    assert client.put("/v1/items", json={"items": [item]}).json() == {"upserted": 1}
+    assert client.put("/v1/items", headers=ADMIN, json={"items": [item]}).json() == {"upserted": 1}
     got = client.get("/v1/items/5000000").json()
     assert got["title"] == "Brand new seaside flat" and got["district"] == "Siming"
     rec = _recommend(client, user_id="visitor", n=50,
@@ -156,13 +158,13 @@ def test_upserted_item_is_visible_to_the_next_request(client: TestClient) -> Non
         "city": "Xiamen", "filters": {"line": "house_rent", "district": "Siming", "rooms": 2,
                                       "price_min": 3999, "price_max": 4001}})
     assert found["items"][0]["item_id"] == 5_000_000  # the one exact match leads
-    bad = client.put("/v1/items", json={"items": [{**item, "district": "Chaoyang"}]})
+    bad = client.put("/v1/items", headers=ADMIN, json={"items": [{**item, "district": "Chaoyang"}]})
     assert bad.status_code == 422 and "district" in bad.text
 
 
 def test_upserted_user_location_drives_the_next_request(client: TestClient) -> None:
     user = {"user_id": "mover", "city": "Kunming", "district": "Wuhua"}
-    assert client.put("/v1/users", json={"users": [user]}).json() == {"upserted": 1}
+    assert client.put("/v1/users", headers=ADMIN, json={"users": [user]}).json() == {"upserted": 1}
     rec = _recommend(client, user_id="mover", n=10)
     assert {i["city"] for i in rec["items"]} == {"Kunming"}
 
@@ -202,12 +204,12 @@ def test_item_validation_edges(client: TestClient) -> None:
         ({"tags": ["x" * 100]}, "items.0.tags.0"),
     ]:
         r = client.put("/v1/items", content=json.dumps({"items": [{**base, **bad}]}),
-                       headers={"content-type": "application/json"})
+                       headers={**ADMIN, "content-type": "application/json"})
         assert r.status_code == 422, (bad, r.text)
         assert any(d["field"].startswith(field) for d in r.json()["detail"]), r.text
-    dup = client.put("/v1/items", json={"items": [base, base]})
+    dup = client.put("/v1/items", headers=ADMIN, json={"items": [base, base]})
     assert dup.status_code == 422 and "duplicate item_id" in dup.text
-    assert client.put("/v1/items", json={"items": [base] * 1001}).status_code == 422
+    assert client.put("/v1/items", headers=ADMIN, json={"items": [base] * 1001}).status_code == 422
 
 
 def test_generated_items_are_served_as_json(client: TestClient, service: Service) -> None:
@@ -225,9 +227,9 @@ def test_push_endpoint_runs_the_batch_in_the_server(client: TestClient, service:
 
     noon = calendar.timegm((2026, 5, 4, 4, 0, 0))
     service.strategies.push.threshold = 0.0
-    r = client.post("/v1/push", json={"users": ["u1", "u2"], "now": noon})
+    r = client.post("/v1/push", headers=ADMIN, json={"users": ["u1", "u2"], "now": noon})
     assert r.status_code == 200 and r.json()["sent"] == 2
-    assert client.post("/v1/push", json={"users": "some"}).status_code == 422
+    assert client.post("/v1/push", headers=ADMIN, json={"users": "some"}).status_code == 422
 
 
 def test_a_body_that_is_not_json_is_a_422_on_the_body(client: TestClient) -> None:
@@ -244,7 +246,7 @@ def test_taken_down_items_are_not_recommended(client: TestClient, service: Servi
     item = {"item_id": top["item_id"], "line": top["line"], "category": top["category"],
             "city": top["city"], "district": top["district"], "title": row["title"],
             "status": "inactive"}
-    assert client.put("/v1/items", json={"items": [item]}).status_code == 200
+    assert client.put("/v1/items", headers=ADMIN, json={"items": [item]}).status_code == 200
     again = _recommend(client, user_id="watcher", n=5)
     assert top["item_id"] not in [i["item_id"] for i in again["items"]]
     assert all(i["sources"] and i["source"] in i["sources"] for i in again["items"])

@@ -19,6 +19,8 @@ from tuijian.domain import Candidates
 from tuijian.serving.api import create_app
 from tuijian.serving.service import Service
 
+from ..conftest import ADMIN
+
 
 @pytest.fixture
 def client(service: Service) -> Iterator[TestClient]:
@@ -44,19 +46,20 @@ def test_photos_are_hashed_at_ingest_and_bad_ones_refused(client: TestClient) ->
     photo.save(png, "PNG")
     items = [_item(9_000_001, [{"id": "a", "data": _b64(jpeg)},
                                {"id": "b", "data": _b64(png.getvalue())}], "Phone one")]
-    assert client.put("/v1/items", json={"items": items}).status_code == 200
+    assert client.put("/v1/items", headers=ADMIN, json={"items": items}).status_code == 200
     got = client.get("/v1/items/9000001").json()
     assert got["images"] == ["a", "b"]
     assert got["image_hashes"][0] == image_hash(jpeg)
     assert bin((got["image_hashes"][0] ^ got["image_hashes"][1]) & (2**64 - 1)).count("1") <= 4
 
     bad = [_item(9_000_002, [{"id": "x", "data": _b64(b"not an image at all")}], "Phone")]
-    r = client.put("/v1/items", json={"items": bad})
+    r = client.put("/v1/items", headers=ADMIN, json={"items": bad})
     assert r.status_code == 422 and "images" in r.text and "decod" in r.text.lower()
-    r = client.put("/v1/items", json={"items": [_item(9_000_003, [{"id": "x", "data": "@@"}],
-                                                      "Phone")]})
+    r = client.put("/v1/items", headers=ADMIN,
+                   json={"items": [_item(9_000_003, [{"id": "x", "data": "@@"}], "Phone")]})
     assert r.status_code == 422 and "base64" in r.text
-    r = client.put("/v1/items", json={"items": [_item(9_000_004, [{"id": "x"}], "Phone")]})
+    r = client.put("/v1/items", headers=ADMIN,
+                   json={"items": [_item(9_000_004, [{"id": "x"}], "Phone")]})
     assert r.status_code == 422 and "exactly one of data" in r.text
     assert client.get("/v1/items/9000002").status_code == 404  # nothing stored
 
@@ -88,7 +91,7 @@ def test_response_carries_style_creative_and_rule_reports(client: TestClient,
 def test_items_without_photos_get_a_generated_card(client: TestClient,
                                                    service: Service) -> None:
     items = [_item(9_000_010, [], "Huawei P60, like new, ¥2500")]
-    assert client.put("/v1/items", json={"items": items}).status_code == 200
+    assert client.put("/v1/items", headers=ADMIN, json={"items": items}).status_code == 200
     rec = client.post("/v1/recommend", json={"scene": "detail_related", "user_id": "u8",
                                              "n": 50, "context": {"item_id": 9_000_010}})
     assert rec.status_code == 200, rec.text
@@ -117,7 +120,7 @@ def test_near_duplicate_reposts_never_share_a_list(client: TestClient) -> None:
                    title + (" !" * k), price=3200) for k in range(3)]
     items.append(_item(9_000_030, [{"id": "q", "data": _b64(encode_jpeg(render_photo(78)))}],
                        "Xiaomi 13, used, scratches on the back, ¥3200", price=3200))
-    assert client.put("/v1/items", json={"items": items}).status_code == 200
+    assert client.put("/v1/items", headers=ADMIN, json={"items": items}).status_code == 200
     context = {"city": "Beijing", "filters": {"line": "goods", "district": "Chaoyang",
                                               "price_min": 3150, "price_max": 3250}}
     r = client.post("/v1/recommend", json={"scene": "search_fallback", "user_id": "u9",

@@ -77,15 +77,8 @@ class ColumnStore:
 
     def record(self, idx: int) -> dict[str, Any]:
         """One row as plain Python values, "not applicable" as None (for API responses)."""
-        out: dict[str, Any] = {}
-        for name, (_, missing) in self.numeric.items():
-            v = self._cols[name][idx].item()
-            na = (isinstance(v, float) and v != v) or (missing == -1 and v == -1)
-            out[name] = None if na else v
-        for name in self.objects:
-            v = self._cols[name][idx]
-            out[name] = v.tolist() if isinstance(v, np.ndarray) else v
-        return out
+        return plain_record(self.numeric, {n: self._cols[n][idx] for n in self.numeric},
+                            {n: self._cols[n][idx] for n in self.objects})
 
     def upsert(self, table: pa.Table) -> IntArray:
         """Insert or replace rows; returns their dense indexes. Visible to the next read."""
@@ -162,6 +155,20 @@ class ColumnStore:
                 self._cols[name][idx] = table.column(name).to_numpy(zero_copy_only=False)
         self._derive(table, idx)
         return idx
+
+
+def plain_record(numeric: NumericSpec, values: dict[str, Any], objects: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """One row's values as plain Python, a column's missing value as None: the shape API
+    responses and every backend's `record` share."""
+    out: dict[str, Any] = {}
+    for name, (_, missing) in numeric.items():
+        v = values[name].item() if isinstance(values[name], np.generic) else values[name]
+        na = (isinstance(v, float) and v != v) or (missing == -1 and v == -1)
+        out[name] = None if na else v
+    for name, v in objects.items():
+        out[name] = v.tolist() if isinstance(v, np.ndarray) else v
+    return out
 
 
 def _resized(

@@ -55,9 +55,11 @@ COLUMNS: dict[str, str] = {
     "slot": "VARCHAR",
     "pctr": "DOUBLE",
 }
-# `code`: the fixed reason code (tracking_signature, unknown_item, …) the alarms count by
+# `code`: the fixed reason code (tracking_signature, unknown_item, …) the alarms count by;
+# `delivery`: the stream position of a message the ingest worker quarantined, so a redelivered
+# message is kept once
 QUARANTINE_COLUMNS: dict[str, str] = {**COLUMNS, "reason": "VARCHAR", "quarantined_at": "DOUBLE",
-                                      "code": "VARCHAR"}
+                                      "code": "VARCHAR", "delivery": "VARCHAR"}
 
 SEGMENT_GLOB = "events-*.jsonl"
 QUARANTINE_FILE = "quarantine.jsonl"
@@ -136,6 +138,9 @@ class EventLog:
         ids = self._db.sql(f"SELECT event_id FROM {self.relation_sql()}").fetchnumpy()
         self._ids: set[str] = set(ids["event_id"].tolist())
         self._quarantined = self._count_lines(self._quarantine_path)
+        self._deliveries: set[str] = set(self._db.sql(
+            f"SELECT delivery FROM {self.quarantine_sql()} WHERE delivery IS NOT NULL"
+        ).fetchnumpy()["delivery"].tolist())
         self._day = ""
         self._fd = -1
         # called with each batch of newly stored events once it is durable, in append order
@@ -177,23 +182,31 @@ class EventLog:
             return result
 
     def quarantine(self, events: Sequence[Event], reasons: Sequence[str],
-                   codes: Sequence[str | None] | None = None) -> None:
-        """Keep rejected events with why they were rejected, so bad producers can be found."""
-        rows = []
-        now = self._clock()
-        for ev, reason, code in zip(events, reasons, codes or [None] * len(events), strict=True):
-            row: dict[str, Any] = {c: getattr(ev, c) for c in COLUMNS}
-            row["reason"] = reason
-            row["quarantined_at"] = now
-            row["code"] = code
-            rows.append(orjson.dumps(row, option=_JSON_OPTS))
-        if not rows:
-            return
+                   codes: Sequence[str | None] | None = None,
+                   deliveries: Sequence[str | None] | None = None) -> None:
+        """Keep rejected events with why they were rejected, so bad producers can be found.
+        A stream delivery already quarantined (`deliveries`: broker positions) is skipped."""
         with self._lock:
             self._check_writable()
+            rows = []
+            fresh: set[str] = set()
+            now = self._clock()
+            n = len(events)
+            for ev, reason, code, dv in zip(events, reasons, codes or [None] * n,
+                                            deliveries or [None] * n, strict=True):
+                if dv is not None:
+                    if dv in self._deliveries or dv in fresh:
+                        continue
+                    fresh.add(dv)
+                row: dict[str, Any] = {c: getattr(ev, c) for c in COLUMNS}
+                row.update(reason=reason, quarantined_at=now, code=code, delivery=dv)
+                rows.append(orjson.dumps(row, option=_JSON_OPTS))
+            if not rows:
+                return
             if self._quarantine_fd < 0:
                 self._quarantine_fd = self._open_append(self._quarantine_path)
             self._write(self._quarantine_fd, b"".join(rows))
+            self._deliveries.update(fresh)
             self._quarantined += len(rows)
 
     def _segment_fd(self) -> int:

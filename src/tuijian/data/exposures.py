@@ -11,15 +11,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from tuijian.data.eventlog import EventLog
 from tuijian.domain import Event
 
 log = logging.getLogger(__name__)
 
 
+class EventSink(Protocol):
+    """Where served exposures go: the event log (embedded) or the event stream (scale-out)."""
+
+    def append(self, events: Sequence[Event]) -> list[bool]: ...
+
+
 class ExposureWriter:
-    def __init__(self, log: EventLog, interval_s: float = 0.2) -> None:
+    def __init__(self, log: EventSink, interval_s: float = 0.2) -> None:
         self.log = log
         self.interval_s = interval_s
         self._buf: list[Event] = []

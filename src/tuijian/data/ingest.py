@@ -60,18 +60,20 @@ class EventIngestor:
 
     def ingest(self, events: Sequence[Event]) -> list[IngestResult]:
         """Verify, log (fsynced) and fold a batch; one result per event, in order."""
-        good, bad = self._classify(events)
+        good, bad = self.classify(events)
         fresh = self._write(events, good, bad)
         return self._finish(events, good, bad, fresh)
 
     async def ingest_async(self, events: Sequence[Event]) -> list[IngestResult]:
         """As `ingest`, with the disk write off the event loop. Verification and the
         real-time folds stay on the loop thread, the only thread that touches profiles."""
-        good, bad = self._classify(events)
+        good, bad = self.classify(events)
         fresh = await asyncio.to_thread(self._write, events, good, bad)
         return self._finish(events, good, bad, fresh)
 
-    def _classify(self, events: Sequence[Event]) -> tuple[list[int], Rejections]:
+    def classify(self, events: Sequence[Event]) -> tuple[list[int], Rejections]:
+        """Verify each event's tracking param (filling its tracking columns): the positions
+        of the trusted events, and (position, code, reason) of the others."""
         good: list[int] = []
         bad: Rejections = []
         for j, ev in enumerate(events):

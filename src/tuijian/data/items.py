@@ -91,22 +91,31 @@ class ColumnarItemStore(ColumnStore):
         self._cols[counter][: self._n] = values[: self._n]
 
     def _derive(self, table: pa.Table, idx: IntArray) -> None:
-        if "content_key" not in table.column_names:
-            self._cols["content_key"][idx] = _content_keys(table)
-        if "image_hashes" in table.column_names and "cover_hash" not in table.column_names:
-            lists = table.column("image_hashes").combine_chunks()
-            counts = pc.fill_null(pc.list_value_length(lists), 0).to_numpy()
-            starts = lists.offsets.to_numpy()[:-1]
-            flat = (lists.values.to_numpy(zero_copy_only=False).astype(np.int64)
-                    if counts.any() else np.zeros(1, np.int64))
-            self._cols["n_images"][idx] = counts
-            self._cols["cover_hash"][idx] = np.where(
-                counts > 0, flat[np.minimum(starts, len(flat) - 1)], 0)
-        if BAND_COLUMNS[0] not in table.column_names:
-            body = table.column("body") if "body" in table.column_names else None
-            bands = text_bands(table.column("title"), body)
-            for b, c in enumerate(BAND_COLUMNS):
-                self._cols[c][idx] = bands[:, b]
+        for name, values in derived_columns(table).items():
+            self._cols[name][idx] = values
+
+
+def derived_columns(table: pa.Table) -> dict[str, npt.NDArray[Any]]:
+    """The columns computed at ingest from an upsert's rows (those it does not carry itself):
+    exact re-post keys, the cover photo's hash and image count, the text's MinHash bands.
+    Every feature-center backend stores these, so they are computed here once."""
+    out: dict[str, npt.NDArray[Any]] = {}
+    if "content_key" not in table.column_names:
+        out["content_key"] = _content_keys(table)
+    if "image_hashes" in table.column_names and "cover_hash" not in table.column_names:
+        lists = table.column("image_hashes").combine_chunks()
+        counts = pc.fill_null(pc.list_value_length(lists), 0).to_numpy()
+        starts = lists.offsets.to_numpy()[:-1]
+        flat = (lists.values.to_numpy(zero_copy_only=False).astype(np.int64)
+                if counts.any() else np.zeros(1, np.int64))
+        out["n_images"] = counts
+        out["cover_hash"] = np.where(counts > 0, flat[np.minimum(starts, len(flat) - 1)], 0)
+    if BAND_COLUMNS[0] not in table.column_names:
+        body = table.column("body") if "body" in table.column_names else None
+        bands = text_bands(table.column("title"), body)
+        for b, c in enumerate(BAND_COLUMNS):
+            out[c] = bands[:, b]
+    return out
 
 
 def _content_keys(table: pa.Table) -> npt.NDArray[np.int64]:

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -24,8 +24,10 @@ from tuijian.jobs.push import push_batch
 from tuijian.serving import dashboard_page, experiments_page, pages, web
 from tuijian.serving.alarms_api import alarms_router
 from tuijian.serving.analytics_api import analytics_router
+from tuijian.serving.auth import Scope, require
 from tuijian.serving.errors import RequestError
 from tuijian.serving.experiments_api import experiments_router
+from tuijian.serving.protection import Protection
 from tuijian.serving.schemas import (
     EventResult,
     EventsIn,
@@ -43,9 +45,13 @@ log = logging.getLogger(__name__)
 MODEL_POLL_S = 5.0
 EXPERIMENT_POLL_S = 1.0
 ALARM_CHECK_S = 60.0
+# what cluster probes call: liveness (the process answers) and readiness (it can serve)
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 
 
-def create_app(service: Service, rebuild: bool = True) -> FastAPI:
+def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> FastAPI:
+    """The HTTP app. `rebuild`: run the background refresh loops; `consume`: with an event
+    stream configured, also run the ingest worker in this process (role `all`)."""
     creatives = load_templates()  # validated once: a bad template file fails startup, here
 
     @contextlib.asynccontextmanager
@@ -54,6 +60,8 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
         poll = asyncio.create_task(_experiments_loop(service))
         loops = [asyncio.create_task(_alarms_loop(service)),
                  asyncio.create_task(_cube_loop(service))] if rebuild else []
+        if consume and service.event_stream is not None:
+            loops.append(asyncio.create_task(_stream_loop(service)))
         yield
         poll.cancel()
         for loop in loops:
@@ -84,11 +92,17 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
             status_code=exc.status,
         )
 
-    app.include_router(experiments_router(service))
-    app.include_router(analytics_router(service))
-    app.include_router(alarms_router(service))
+    app.add_middleware(Protection, settings=service.settings, metrics=service.metrics)
+    read = [Depends(require(service.settings, Scope.READ))]
+    ingest = [Depends(require(service.settings, Scope.INGEST))]
+    admin = [Depends(require(service.settings, Scope.ADMIN))]
+    # reads are open to read keys; the experiment router checks admin on its writes itself
+    app.include_router(experiments_router(service), dependencies=read)
+    app.include_router(analytics_router(service), dependencies=read)
+    app.include_router(alarms_router(service), dependencies=read)
 
-    @app.post("/v1/recommend", response_model=RecommendOut, tags=["recommend"])
+    @app.post("/v1/recommend", response_model=RecommendOut, tags=["recommend"],
+              dependencies=read)
     async def recommend(body: RecommendIn) -> RecommendOut:
         rec = await service.pipeline.recommend(body.to_request(time.time()))
         ids = rec.stage_ids
@@ -104,7 +118,7 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
             params=ids.params,
         )
 
-    @app.post("/v1/events", response_model=EventsOut, tags=["events"])
+    @app.post("/v1/events", response_model=EventsOut, tags=["events"], dependencies=ingest)
     async def events(body: EventsIn) -> EventsOut:
         now = time.time()
         results = await service.ingest([e.to_event(now) for e in body.events])
@@ -113,7 +127,7 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
             for r in results
         ])
 
-    @app.put("/v1/items", response_model=UpsertOut, tags=["catalog"])
+    @app.put("/v1/items", response_model=UpsertOut, tags=["catalog"], dependencies=admin)
     def put_items(body: ItemsIn) -> UpsertOut:
         now = time.time()
         _check_embeddings(body, service.pipeline.creatives.embedding_weights)
@@ -125,18 +139,18 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
                         item.item_id, image.id, np.asarray(image.embedding))
         return UpsertOut(upserted=upserted)
 
-    @app.put("/v1/users", response_model=UpsertOut, tags=["catalog"])
+    @app.put("/v1/users", response_model=UpsertOut, tags=["catalog"], dependencies=admin)
     def put_users(body: UsersIn) -> UpsertOut:
         return UpsertOut(upserted=service.upsert_users([u.row() for u in body.users]))
 
-    @app.get("/v1/items/{item_id}", tags=["catalog"])
+    @app.get("/v1/items/{item_id}", tags=["catalog"], dependencies=read)
     def get_item(item_id: int) -> dict[str, Any]:
         pos = service.store.position(item_id)
         if pos < 0:
             raise RequestError("item_id", f"unknown item {item_id}", 404)
         return pages.item_public(service.store.record(pos))
 
-    @app.get("/v1/items/{item_id}/creative.png", tags=["catalog"],
+    @app.get("/v1/items/{item_id}/creative.png", tags=["catalog"], dependencies=read,
              responses={200: {"content": {"image/png": {}}}})
     def get_creative(item_id: int, template: str = DEFAULT_TEMPLATE) -> Response:
         """A generated listing image (PNG) for an item, e.g. one without photos."""
@@ -149,13 +163,13 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
         png = build_creative(service.store.record(pos), creatives[template])
         return Response(png, media_type="image/png")
 
-    @app.get("/v1/users/{user_id}", tags=["catalog"])
+    @app.get("/v1/users/{user_id}", tags=["catalog"], dependencies=read)
     def get_user(user_id: str) -> dict[str, Any]:
         return pages.profile_public(service, user_id)
 
     push_lock = asyncio.Lock()  # one push batch at a time: they share the per-day caps
 
-    @app.post("/v1/push", tags=["push"])
+    @app.post("/v1/push", tags=["push"], dependencies=admin)
     async def push(body: PushIn) -> dict[str, int]:
         """Run the push scene in batch inside the server (which owns the event log)."""
         users = service.profiles.table.keys() if body.users == "all" else body.users
@@ -165,7 +179,16 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
+        """Liveness: the process answers."""
         return {"status": "ok", "items": len(service.store), "events": len(service.log)}
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz() -> JSONResponse:
+        """Readiness: every backend this process needs answers (503 names the ones that
+        do not, so the balancer routes around this replica until they are back)."""
+        down = service.backends_down()
+        body = {"status": "down" if down else "ready", "down": down}
+        return JSONResponse(body, status_code=503 if down else 200)
 
     @app.get("/metrics", tags=["ops"])
     def metrics() -> Response:
@@ -192,6 +215,26 @@ def create_app(service: Service, rebuild: bool = True) -> FastAPI:
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
 
     return app
+
+
+async def _stream_loop(service: Service) -> None:
+    """The ingest worker: stream → event log (fsynced) → acknowledgement, trimming what every
+    group has acknowledged now and then. A broker outage is retried, never fatal."""
+    worker = service.stream_worker()
+    steps = 0
+    while True:
+        try:
+            await worker.step()
+            steps += 1
+            if steps % 100 == 0:
+                trim = getattr(worker.stream, "trim", None)
+                if trim is not None:
+                    await asyncio.to_thread(trim)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("stream ingest failed; retrying")
+            await asyncio.sleep(1.0)
 
 
 async def _experiments_loop(service: Service) -> None:

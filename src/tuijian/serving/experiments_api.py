@@ -2,7 +2,6 @@
 the admin key in `X-API-Key`), assignment lookups and reports (open to read)."""
 
 
-import hmac
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -12,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tuijian.domain import Scene
 from tuijian.experiments.model import Domain, Experiment, Layer, Name, Range, Stage, Variant
 from tuijian.experiments.report import experiment_report
-from tuijian.serving.errors import RequestError
+from tuijian.serving.auth import Scope, require
 from tuijian.serving.service import Service
 
 
@@ -84,13 +83,9 @@ def experiments_router(service: Service) -> APIRouter:
     router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
     platform = service.experiments
 
-    def admin(x_api_key: Annotated[str | None, Header()] = None,
+    def admin(_: Annotated[Scope | None, Depends(require(service.settings, Scope.ADMIN))],
               x_actor: Annotated[str | None, Header(max_length=64)] = None) -> str:
         """The actor an audited change is recorded under."""
-        if not x_api_key:
-            raise RequestError("X-API-Key", "admin key required", 401)
-        if not hmac.compare_digest(x_api_key.encode(), service.settings.admin_key.encode()):
-            raise RequestError("X-API-Key", "not an admin key", 403)
         return f"admin:{x_actor}" if x_actor else "admin"
 
     Admin = Annotated[str, Depends(admin)]

@@ -19,6 +19,7 @@ from tuijian.serving.errors import RequestError
 MAX_N = 200
 MAX_BATCH = 1000
 MAX_ID = 2**63 - 1  # ids are stored as int64
+MAX_TS = 4_102_444_800  # 2100-01-01 UTC: later send times overflow the calendar (time.gmtime)
 Platform = Literal["android", "ios", "web", "m"]
 Id = Field(min_length=1, max_length=128)
 
@@ -404,4 +405,5 @@ class PushIn(_In):
 
     users: list[Annotated[str, Field(min_length=1, max_length=128)]] | Literal["all"] = Field(
         max_length=100_000)
-    now: float | None = Field(None, gt=1_000_000_000, description="send time; default: now")
+    now: float | None = Field(None, gt=1_000_000_000, le=MAX_TS,
+                              description="send time (unix s); default: now")

@@ -15,6 +15,7 @@ directory, so they all exercise the same pipeline. Layout of a data directory:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import gc
 import logging
@@ -38,6 +39,8 @@ from tuijian.data.eventlog import EventLog
 from tuijian.data.exposures import ExposureWriter
 from tuijian.data.ingest import EventIngestor, IngestResult
 from tuijian.data.items import ColumnarItemStore
+from tuijian.data.stream import EventStream, open_stream
+from tuijian.data.stream_ingest import StreamSink, StreamWorker, publish_events
 from tuijian.data.users import MemoryProfileStore, UserTable
 from tuijian.display.tracking import TrackingCodec
 from tuijian.domain import Event, EventStatus, EventType, IntArray
@@ -122,7 +125,11 @@ class Service:
         self.log = EventLog(data / "events")
         self.codec = TrackingCodec(resolve_secret(settings))
         self.metrics = Metrics()
-        self.exposures = ExposureWriter(self.log)
+        # scale-out: events and served exposures go through the stream to the ingest worker
+        self.event_stream: EventStream | None = (open_stream(settings.stream_url)
+                                                 if settings.stream_url else None)
+        self.exposures = ExposureWriter(self.log if self.event_stream is None
+                                        else StreamSink(self.event_stream))
         self.metrics.exposure_write_failures.set_function(lambda: self.exposures.failures)
         self.metrics.exposures_pending.set_function(self.exposures.pending)
         events_sql = self.log.relation_sql()
@@ -166,10 +173,42 @@ class Service:
         self.catalog.models["item_cf_realtime"] = self.item_cf_realtime
 
     async def ingest(self, events: Sequence[Event]) -> list[IngestResult]:
+        """Store and fold events, or with a stream configured, verify and publish them (the
+        ingest worker stores them; `accepted` then means the broker holds them)."""
+        if self.event_stream is None:
+            return await self.ingest_local(events)
+        results = await asyncio.to_thread(publish_events, self.ingestor, self.event_stream,
+                                          events)
+        bad = [j for j, r in enumerate(results) if r.status is EventStatus.QUARANTINED]
+        self._count([events[j] for j in bad], [results[j] for j in bad])
+        return results
+
+    async def ingest_local(self, events: Sequence[Event]) -> list[IngestResult]:
+        """Store events in this process's log (fsynced) and fold them into real-time state."""
         results = await self.ingestor.ingest_async(events)
         self._count(events, results)
         self._learn_clicks(events, results)
         return results
+
+    def stream_worker(self) -> StreamWorker:
+        """The consumer that moves the stream's events into this process's log and state."""
+        if self.event_stream is None:
+            raise ValueError("stream_url: no event stream is configured")
+        return StreamWorker(self.event_stream, self.log, self.ingest_local)
+
+    def backends_down(self) -> list[str]:
+        """The configured backends that do not answer now (for readiness)."""
+        down = []
+        try:
+            self.experiments.store.revision()
+        except Exception:
+            down.append("metadata")
+        if self.event_stream is not None:
+            try:
+                self.event_stream.ping()
+            except Exception:
+                down.append("stream")
+        return down
 
     def funnel(self, q: FunnelQuery) -> list[dict[str, Any]]:
         """Effect data: the offline cube up to its build, the event log after it."""
@@ -289,6 +328,8 @@ class Service:
     def close(self) -> None:
         self.experiments.store.close()
         self.exposures.close()
+        if self.event_stream is not None:
+            self.event_stream.close()
         self.log.close()
 
     # -- online learning -----------------------------------------------------------------------

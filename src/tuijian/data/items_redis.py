@@ -1,0 +1,302 @@
+"""The item feature center in Redis, shared by every API replica (scale-out mode).
+
+Layout under `PREFIX:items:` — one key per item, so a batch read of the ranked candidates is
+one pipelined round trip whatever the batch size:
+
+    ids           hash   item_id -> dense index (allocated once, by a script, so replicas agree)
+    keys          hash   dense index -> item_id
+    n             string the number of indexes allocated
+    r:IDX         string the item's numeric features packed as one little-endian record
+    c:IDX         string its real-time counters (4 float64), incremented in place by a script
+    o:IDX         hash   its object fields (title, tags, ...) as JSON
+
+The counters live apart from the record so an upsert never races an increment: both are
+scripts that write only their own bytes (SETRANGE), never read-modify-write from a client.
+Scripts touch keys they compute, so this layout targets one Redis (with replicas or Sentinel),
+not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import redis
+
+from tuijian.data.columnar import plain_record
+from tuijian.data.items import COUNTERS, ColumnarItemStore, derived_columns
+from tuijian.data.redis_backend import RedisTarget
+from tuijian.domain import IntArray
+
+NUMERIC = ColumnarItemStore.numeric
+OBJECTS = ColumnarItemStore.objects
+FIELDS = [n for n in NUMERIC if n not in COUNTERS]
+ROW = np.dtype([(n, np.dtype(NUMERIC[n][0]).newbyteorder("<")) for n in FIELDS])
+COUNTS = np.dtype([(n, "<f8") for n in COUNTERS])
+CHUNK = 10_000  # indexes per round trip in whole-column reads and bulk writes
+
+_ALLOC = """
+local out = {}
+for i, k in ipairs(ARGV) do
+  local v = redis.call('HGET', KEYS[1], k)
+  if not v then
+    v = redis.call('INCR', KEYS[3]) - 1
+    redis.call('HSET', KEYS[1], k, v)
+    redis.call('HSET', KEYS[2], v, k)
+  end
+  out[i] = tonumber(v)
+end
+return out
+"""
+# ARGV: the default record, the number of spans, (offset, length) per span, one record per key
+_WRITE = """
+local nspans = tonumber(ARGV[2])
+local base = 2 + 2 * nspans
+for i, key in ipairs(KEYS) do
+  local row = ARGV[base + i]
+  redis.call('SET', key, ARGV[1], 'NX')
+  for s = 0, nspans - 1 do
+    local off = tonumber(ARGV[3 + 2 * s])
+    redis.call('SETRANGE', key, off, string.sub(row, off + 1, off + tonumber(ARGV[4 + 2 * s])))
+  end
+end
+return #KEYS
+"""
+# ARGV: zeroed counters, the counter's byte offset, one amount per key (keys may repeat)
+_ADD = """
+local off = tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[1], 'NX')
+  local v = struct.unpack('<d', redis.call('GETRANGE', key, off, off + 7)) + tonumber(ARGV[2 + i])
+  redis.call('SETRANGE', key, off, struct.pack('<d', v))
+end
+return #KEYS
+"""
+
+
+def _defaults(dtype: np.dtype[Any]) -> bytes:
+    row = np.zeros(1, dtype)
+    for name in dtype.names or ():
+        row[name] = NUMERIC[name][1]
+    return row.tobytes()
+
+
+DEFAULT_ROW = _defaults(ROW)
+ZERO_COUNTS = bytes(COUNTS.itemsize)
+
+
+class RedisItemStore:
+    """`ItemFeatureCenter` over Redis; see the module docstring for the layout."""
+
+    def __init__(self, url: str, client: redis.Redis | None = None) -> None:
+        target = RedisTarget.parse(url)
+        self.target = target
+        self.r = client or target.connect()
+        self.ns = f"{target.prefix}:items:"
+        self._alloc = self.r.register_script(_ALLOC)
+        self._write = self.r.register_script(_WRITE)
+        self._add = self.r.register_script(_ADD)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self.r.get(self.ns + "n") or 0)
+
+    def position(self, key: Any) -> int:
+        v = self.r.hget(self.ns + "ids", str(key))
+        return -1 if v is None else int(v)
+
+    def index_of(self, keys: Iterable[Any]) -> IntArray:
+        keys = [str(k) for k in keys]
+        if not keys:
+            return np.empty(0, np.int64)
+        got = self.r.hmget(self.ns + "ids", keys)
+        return np.fromiter((-1 if v is None else int(v) for v in got), np.int64, len(keys))
+
+    def keys(self) -> list[Any]:
+        """Every item id, in dense-index order."""
+        pairs = self.r.hgetall(self.ns + "keys")
+        out = [0] * len(pairs)
+        for i, k in pairs.items():
+            out[int(i)] = int(k)
+        return out
+
+    def gather(self, idx: IntArray, columns: Sequence[str]) -> dict[str, npt.NDArray[Any]]:
+        """The columns of `idx`, in one pipelined round trip (one MGET per key family)."""
+        idx = np.asarray(idx, np.int64)
+        fields = [c for c in columns if c in ROW.names]  # type: ignore[operator]
+        counters = [c for c in columns if c in COUNTERS]
+        objects = [c for c in columns if c in OBJECTS]
+        unknown = set(columns) - set(fields) - set(counters) - set(objects)
+        if unknown:
+            raise KeyError(f"unknown column(s): {', '.join(sorted(unknown))}")
+        ids = idx.tolist()
+        pipe = self.r.pipeline(transaction=False)
+        if fields:
+            pipe.mget([f"{self.ns}r:{i}" for i in ids])
+        if counters:
+            pipe.mget([f"{self.ns}c:{i}" for i in ids])
+        for i in ids if objects else ():
+            pipe.hmget(f"{self.ns}o:{i}", objects)
+        replies = iter(pipe.execute()) if ids else iter(())
+        out: dict[str, npt.NDArray[Any]] = {}
+        if fields:
+            rows = _records(next(replies, []), ROW, DEFAULT_ROW, len(ids))
+            for c in fields:
+                out[c] = rows[c].astype(NUMERIC[c][0])
+        if counters:
+            counts = _records(next(replies, []), COUNTS, ZERO_COUNTS, len(ids))
+            for c in counters:
+                out[c] = counts[c].astype(np.float64)
+        if objects:
+            cols: dict[str, list[Any]] = {c: [] for c in objects}
+            for reply in replies:
+                for c, v in zip(objects, reply, strict=True):
+                    cols[c].append(None if v is None else orjson.loads(v))
+            for c in objects:
+                out[c] = _object_array(cols[c], len(ids))
+        return out
+
+    def column(self, name: str) -> npt.NDArray[Any]:
+        """A whole column (index building, batch jobs), read CHUNK items per round trip."""
+        n = len(self)
+        parts = [self.gather(np.arange(s, min(s + CHUNK, n)), (name,))[name]
+                 for s in range(0, n, CHUNK)]
+        if parts:
+            return np.concatenate(parts)
+        return np.empty(0, object if name in OBJECTS else NUMERIC[name][0])
+
+    def record(self, idx: int) -> dict[str, Any]:
+        got = self.gather(np.array([idx]), [*FIELDS, *COUNTERS, *OBJECTS])
+        return plain_record(NUMERIC, {n: got[n][0] for n in NUMERIC},
+                            {n: got[n][0] for n in OBJECTS})
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def upsert(self, table: pa.Table) -> IntArray:
+        """Insert or replace rows (the columns given; the others keep their values)."""
+        missing = [c for c in ColumnarItemStore.required if c not in table.column_names]
+        if missing:
+            raise ValueError(f"missing required column(s): {', '.join(missing)}")
+        if table.num_rows == 0:
+            return np.empty(0, np.int64)
+        keys = [str(k) for k in table.column("item_id").to_pylist()]
+        idx = np.asarray(self._alloc(keys=[self.ns + "ids", self.ns + "keys", self.ns + "n"],
+                                     args=keys), np.int64)
+        values = {n: _numeric(table.column(n), n) for n in NUMERIC if n in table.column_names}
+        values.update(derived_columns(table))
+        self._write_records(idx, ROW, "r", {n: v for n, v in values.items() if n in FIELDS},
+                            DEFAULT_ROW)
+        self._write_records(idx, COUNTS, "c", {n: v for n, v in values.items() if n in COUNTERS},
+                            ZERO_COUNTS)
+        objects = [n for n in OBJECTS if n in table.column_names]
+        if objects:
+            pipe = self.r.pipeline(transaction=False)
+            cols = {n: table.column(n).to_pylist() for n in objects}
+            for j, i in enumerate(idx.tolist()):
+                pipe.hset(f"{self.ns}o:{i}", mapping={
+                    n: orjson.dumps(cols[n][j], option=orjson.OPT_SERIALIZE_NUMPY)
+                    for n in objects})
+            pipe.execute()
+        return idx
+
+    def add_counts(self, idx: IntArray, counter: str,
+                   amount: float | npt.NDArray[np.float64] = 1.0) -> None:
+        idx = np.asarray(idx, np.int64)
+        if counter not in COUNTERS:
+            raise KeyError(f"unknown counter {counter!r}")
+        amounts = np.broadcast_to(np.asarray(amount, np.float64), idx.shape)
+        offset = COUNTS.fields[counter][1]  # type: ignore[index]
+        for s in range(0, len(idx), CHUNK):
+            part = idx[s:s + CHUNK].tolist()
+            self._add(keys=[f"{self.ns}c:{i}" for i in part],
+                      args=[ZERO_COUNTS, offset, *(repr(float(a))
+                                                   for a in amounts[s:s + CHUNK])])
+
+    def set_counts(self, counter: str, values: npt.NDArray[np.float64]) -> None:
+        n = len(self)
+        self._write_records(np.arange(n), COUNTS, "c", {counter: values[:n]}, ZERO_COUNTS)
+
+    def drop(self) -> int:
+        """Delete every key of this store (tests, re-imports); returns how many."""
+        removed = 0
+        for batch in _chunks(self.r.scan_iter(match=self.ns + "*", count=CHUNK), CHUNK):
+            removed += int(self.r.unlink(*batch))
+        return removed
+
+    def _write_records(self, idx: IntArray, dtype: np.dtype[Any], family: str,
+                       values: dict[str, npt.NDArray[Any]], default: bytes) -> None:
+        """Write the given fields of each record; a record not yet stored starts from
+        `default`. Contiguous fields go as one span, a full record as a plain MSET."""
+        if not values:
+            return
+        rows = np.frombuffer(default * len(idx), dtype).copy()
+        for name, v in values.items():
+            rows[name] = v
+        spans = _spans(dtype, set(values))
+        raw = rows.tobytes()
+        size = dtype.itemsize
+        for s in range(0, len(idx), CHUNK):
+            part = idx[s:s + CHUNK].tolist()
+            keys = [f"{self.ns}{family}:{i}" for i in part]
+            chunk = [raw[(s + j) * size:(s + j + 1) * size] for j in range(len(part))]
+            if spans == [(0, size)]:
+                self.r.mset(dict(zip(keys, chunk, strict=True)))
+            else:
+                self._write(keys=keys, args=[default, len(spans),
+                                             *(x for span in spans for x in span), *chunk])
+
+
+def _numeric(col: pa.ChunkedArray, name: str) -> npt.NDArray[Any]:
+    dtype, missing = NUMERIC[name]
+    if col.null_count == len(col):
+        return np.full(len(col), missing, dtype)
+    if col.null_count:
+        col = pc.fill_null(col, pa.scalar(missing).cast(col.type, safe=False))
+    return col.to_numpy(zero_copy_only=False).astype(dtype)
+
+
+def _records(replies: list[bytes | None], dtype: np.dtype[Any], default: bytes, n: int
+             ) -> npt.NDArray[Any]:
+    """Decode one MGET's packed records; a key never written reads as the defaults."""
+    if not n:
+        return np.empty(0, dtype)
+    buf = b"".join(default if r is None else r for r in replies)
+    return np.frombuffer(buf, dtype, n)
+
+
+def _object_array(values: list[Any], n: int) -> npt.NDArray[Any]:
+    out = np.empty(n, object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
+
+
+def _spans(dtype: np.dtype[Any], names: set[str]) -> list[tuple[int, int]]:
+    """Byte (offset, length) spans covering the named fields, adjacent ones merged."""
+    spans: list[tuple[int, int]] = []
+    for name in dtype.names or ():
+        if name not in names:
+            continue
+        sub, off = dtype.fields[name][:2]  # type: ignore[index]
+        if spans and spans[-1][0] + spans[-1][1] == off:
+            spans[-1] = (spans[-1][0], spans[-1][1] + sub.itemsize)
+        else:
+            spans.append((off, sub.itemsize))
+    return spans
+
+
+def _chunks(it: Iterable[Any], n: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for x in it:
+        batch.append(x)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
