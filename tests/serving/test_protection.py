@@ -63,10 +63,11 @@ def test_each_scope_opens_its_own_routes_only(prod: Service) -> None:
 
 def test_dev_mode_lets_keyless_reads_and_events_through_but_not_admin(service: Service
                                                                       ) -> None:
+    body = {"scene": "feed", "user_id": "u1", "n": 2}
     with TestClient(create_app(service, rebuild=False)) as client:
-        assert client.post("/v1/recommend", json={"scene": "feed", "user_id": "u1", "n": 2}).status_code == 200
+        assert client.post("/v1/recommend", json=body).status_code == 200
         assert client.put("/v1/users", json={"users": [{"user_id": "u1"}]}).status_code == 401
-        assert client.post("/v1/recommend", json={"scene": "feed", "user_id": "u1", "n": 2},
+        assert client.post("/v1/recommend", json=body,
                            headers={"X-API-Key": "wrong"}).status_code == 403
 
 
