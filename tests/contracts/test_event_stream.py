@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tuijian.data.stream import EventStream, RedisEventStream, decode, encode
+from tuijian.data.stream import Delivery, EventStream, RedisEventStream, decode, encode
 from tuijian.data.stream_ingest import StepResult, StreamWorker
 from tuijian.data.stream_kafka import KafkaEventStream
 from tuijian.domain import Event, RecommendRequest, Scene
@@ -104,9 +104,9 @@ def test_a_dead_consumers_messages_are_claimed_by_another(open_stream: Opener) -
     assert open_stream("worker-dead").read(10, 1.0) == []
 
 
-def _read(stream: EventStream, n: int, within_s: float = 15.0) -> list:  # type: ignore[type-arg]
+def _read(stream: EventStream, n: int, within_s: float = 15.0) -> list[Delivery]:
     """Read until `n` messages came (a Kafka consumer first joins its group)."""
-    got: list = []  # type: ignore[type-arg]
+    got: list[Delivery] = []
     deadline = time.monotonic() + within_s
     while len(got) < n and time.monotonic() < deadline:
         got += stream.read(n - len(got), 0.5)

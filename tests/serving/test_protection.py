@@ -139,3 +139,20 @@ def test_placeholders_refused_outside_dev_and_secrets_never_printed(
         logging.getLogger("tuijian").info("settings: %r / %s", s, s)
     for secret in [*KEYS.values(), "pw@h"]:
         assert secret not in caplog.text and secret not in repr(s)
+
+
+def test_framework_refusals_share_the_error_shape_and_apps_can_be_rebuilt(service: Service
+                                                                          ) -> None:
+    create_app(service, rebuild=False)  # a second app on one service (metrics registered once)
+    with TestClient(create_app(service, rebuild=False)) as client:
+        r = client.get("/v1/nowhere")
+        assert r.status_code == 404 and r.json()["detail"][0]["field"] == "path"
+        r = client.delete("/v1/recommend")
+        assert r.status_code == 405 and r.json()["detail"][0]["field"] == "method"
+        assert "allow" in r.headers
+        r = client.post("/v1/events", content=b"\xff\xfe{", headers={"content-type":
+                                                                      "application/json"})
+        assert 400 <= r.status_code < 500 and r.json()["detail"][0]["field"] == "body"
+        schema = client.get("/openapi.json").json()
+        documented = schema["paths"]["/v1/recommend"]["post"]["responses"]["422"]
+        assert documented["content"]["application/json"]["schema"]["$ref"].endswith("ErrorOut")

@@ -53,6 +53,10 @@ class EventStream(Protocol):
         """Mark processed; call only once their effects are durable."""
         ...
 
+    def trim(self) -> int:
+        """Free what every reader has acknowledged; returns how many messages went."""
+        ...
+
     def ping(self) -> None:
         """Raise if the broker cannot be reached (readiness checks)."""
         ...

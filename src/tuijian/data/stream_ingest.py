@@ -57,7 +57,8 @@ class StreamWorker:
 
     `ingest` stores and folds accepted events (the service's, so real-time state, metrics and
     online learning see streamed events as they see direct ones); it runs on the event loop,
-    the broker calls in a thread."""
+    the broker calls in a thread. It verifies each tracking param again (one HMAC per event):
+    whoever can write to the stream is not thereby trusted."""
 
     def __init__(self, stream: EventStream, log: EventLog, ingest: Ingest) -> None:
         self.stream, self.log, self.ingest = stream, log, ingest

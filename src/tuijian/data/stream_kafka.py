@@ -76,6 +76,10 @@ class KafkaEventStream:
         self._reader().commit(offsets=[TopicPartition(self.topic, p, o + 1)
                                        for p, o in last.items()], asynchronous=False)
 
+    def trim(self) -> int:
+        """Nothing to do: the topic's retention policy frees old segments broker-side."""
+        return 0
+
     def ping(self) -> None:
         self._producer.list_topics(timeout=2.0)
 

@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuijian import __version__
 from tuijian.analytics.cube import last_closed_day
@@ -25,7 +26,7 @@ from tuijian.serving import dashboard_page, experiments_page, pages, web
 from tuijian.serving.alarms_api import alarms_router
 from tuijian.serving.analytics_api import analytics_router
 from tuijian.serving.auth import Scope, require
-from tuijian.serving.errors import RequestError
+from tuijian.serving.errors import ErrorOut, RequestError, error_body
 from tuijian.serving.experiments_api import experiments_router
 from tuijian.serving.protection import Protection
 from tuijian.serving.schemas import (
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 MODEL_POLL_S = 5.0
 EXPERIMENT_POLL_S = 1.0
 ALARM_CHECK_S = 60.0
+# what the framework's refusals were about, by status
+FRAMEWORK_FIELDS = {400: "body", 404: "path", 405: "method", 413: "body", 415: "body"}
 # what cluster probes call: liveness (the process answers) and readiness (it can serve)
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -73,24 +76,31 @@ def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> 
     app = FastAPI(
         title="Tuijian", version=__version__, lifespan=lifespan,
         description="Recommendations for marketplaces: recall → rank → rules → display.",
+        responses={422: {"model": ErrorOut, "description": "Invalid request: each offending "
+                                                           "field named"}},
     )
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         detail = []
         for err in exc.errors():
             loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path")]
             if err["type"] == "json_invalid":
                 loc = []  # the position of a JSON syntax error is not a field
-            detail.append({"field": ".".join(loc) or "body", "message": err["msg"]})
-        return JSONResponse({"error": "invalid request", "detail": detail}, status_code=422)
+            detail.append((".".join(loc) or "body", str(err["msg"])))
+        return _error(422, "invalid request", detail)
 
     @app.exception_handler(RequestError)
-    async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
-        return JSONResponse(
-            {"error": exc.message, "detail": [{"field": exc.field, "message": exc.message}]},
-            status_code=exc.status,
-        )
+    async def _request_error(request: Request, exc: RequestError) -> Response:
+        return _error(exc.status, exc.message, [(exc.field, exc.message)])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _framework_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """The framework's own refusals (no such route, method, an unreadable body) in the
+        same shape, naming what was wrong with the request."""
+        field = FRAMEWORK_FIELDS.get(exc.status_code, "request")
+        return _error(exc.status_code, str(exc.detail), [(field, str(exc.detail))],
+                      exc.headers)
 
     app.add_middleware(Protection, settings=service.settings, metrics=service.metrics)
     read = [Depends(require(service.settings, Scope.READ))]
@@ -227,9 +237,7 @@ async def _stream_loop(service: Service) -> None:
             await worker.step()
             steps += 1
             if steps % 100 == 0:
-                trim = getattr(worker.stream, "trim", None)
-                if trim is not None:
-                    await asyncio.to_thread(trim)
+                await asyncio.to_thread(worker.stream.trim)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -296,6 +304,12 @@ async def _rebuild_loop(service: Service) -> None:
             await asyncio.to_thread(service.learn_online)
         except Exception:
             log.exception("online learning failed; the model keeps its weights")
+
+
+def _error(status: int, message: str, detail: list[tuple[str, str]],
+           headers: Mapping[str, str] | None = None) -> Response:
+    return Response(error_body(message, detail), status_code=status,
+                    media_type="application/json", headers=headers)
 
 
 def _check_embeddings(body: ItemsIn, weights: np.ndarray | None) -> None:

@@ -50,6 +50,16 @@ class Metrics:
             ["experiment", "variant"], registry=r,
         )
 
+        # admission control (serving/protection.py): refused before any work, and in flight
+        self.requests_refused = Counter(
+            "tuijian_requests_refused",
+            "Requests refused before any work: shed (503) or limited (429)", ["reason"],
+            registry=r,
+        )
+        self.requests_inflight = Gauge(
+            "tuijian_requests_inflight", "Requests in this process now", registry=r
+        )
+
         self.exposure_write_failures = Gauge(
             "tuijian_exposure_write_failures", "Failed exposure-log writes (rows kept, retried)",
             registry=r,

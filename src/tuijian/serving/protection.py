@@ -13,13 +13,11 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from typing import Any
 
-import orjson
-from prometheus_client import Counter, Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tuijian.config import Settings
+from tuijian.serving.errors import error_body
 from tuijian.serving.metrics import Metrics
 
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -59,11 +57,8 @@ class Protection:
         self.buckets = (TokenBuckets(settings.rate_limit_rps) if settings.rate_limit_rps
                         else None)
         self.inflight = 0
-        self.refused = Counter("tuijian_requests_refused",
-                               "Requests refused before any work: shed (503) or limited (429)",
-                               ["reason"], registry=metrics.registry)
-        Gauge("tuijian_requests_inflight", "Requests in this process now",
-              registry=metrics.registry).set_function(lambda: self.inflight)
+        self.refused = metrics.requests_refused
+        metrics.requests_inflight.set_function(lambda: self.inflight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT:
@@ -95,9 +90,7 @@ def _client(scope: Scope) -> str:
 
 
 async def _refuse(send: Send, status: int, retry_after: int, message: str) -> None:
-    body: dict[str, Any] = {"error": message,
-                            "detail": [{"field": "request", "message": message}]}
-    data = orjson.dumps(body)
+    data = error_body(message, [("request", message)])
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
         (b"retry-after", str(retry_after).encode())]})
