@@ -13,6 +13,8 @@ RUNS = [
     [sys.executable, "-m", "tuijian.cli", "bench", "serve", "--items", "1000000", "--users",
      "1000000", "--requests", "3000", "--json"],
     [sys.executable, str(HERE / "bench_ingest.py")],
+    # HTTP load at 1, 2 … 32 connections (wrk), the service beside a bare FastAPI ceiling
+    [sys.executable, str(HERE / "bench_load.py"), "--json"],
     [sys.executable, str(HERE / "bench_retrieval.py")],
     # experiment assignment per request (5 layers, a domain, a launch) vs scene defaults
     [sys.executable, str(HERE / "bench_assignment.py")],
