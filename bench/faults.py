@@ -193,7 +193,7 @@ def rank_model(path: Path, objective: str, seed: int) -> Path:
     model = LogisticRegressionModel(features.layout, "binary", {"C": 1.0})
     model.fit(TrainSet(features.transform(raw), (rng.random(2000) < 0.1).astype(float)))
     layout = features.layout
-    DeployedModel(Manifest(kind="lr", objective=objective, task="binary",  # type: ignore[arg-type]
+    DeployedModel(Manifest(kind="lr", objective=objective, task="binary",
                            n_dense=layout.n_dense, field_sizes=list(layout.field_sizes),
                            train_rows=2000), features, model).save(path)
     return path
