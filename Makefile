@@ -9,7 +9,7 @@ PORT ?= 8000
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help install run test lint bench clean-data browser
+.PHONY: help install run test lint bench clean-data browser wrk
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,10 +41,16 @@ browser:  ## Install Debian's Chromium for the web-page tests if it is missing (
 	   (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)); } || \
 	  { echo "Chromium is needed at $(CHROMIUM) for the web-page tests: apt-get install chromium"; exit 1; }
 
-test: lint browser  ## Lint, type-check and run the test suite
+wrk:  ## Install Debian's wrk, the load generator of bench/bench_load.py, if missing (needs root)
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get install -y -q wrk >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null)); } || \
+	  { echo "wrk is needed for the load benchmarks: apt-get install wrk"; exit 1; }
+
+test: lint browser wrk  ## Lint, type-check and run the test suite
 	$(BIN)/pytest
 
-bench: $(DEV)  ## Run the benchmarks (numbers go to docs/BENCHMARKS.md by hand)
+bench: $(DEV) wrk  ## Run the benchmarks (numbers go to docs/BENCHMARKS.md by hand)
 	$(BIN)/python bench/run_all.py
 
 clean-data:  ## Remove the generated demo data

@@ -54,6 +54,9 @@ class Settings(BaseModel):
     metadata_url: str = Field("", repr=False)
     # the event stream between API replicas and the ingest worker: redis://… or kafka://HOST:PORT
     stream_url: str = Field("", repr=False)
+    # the shared feature centers (items, users, profiles, counters): redis://HOST:PORT/DB?prefix=;
+    # empty: in this process, from data_dir. The first process to find it empty seeds it.
+    features_url: str = Field("", repr=False)
     # X-API-Key values by scope: admin (experiments, models, items; implies the others),
     # ingest (events), read (recommendations, lookups). Dev mode lets keyless read and
     # ingest requests through; placeholders are refused outside dev mode.
@@ -77,7 +80,8 @@ class Settings(BaseModel):
         for name, schemes, shape in (
                 ("experiments_url", SQL_SCHEMES, "sqlite:///PATH or postgresql://…"),
                 ("metadata_url", SQL_SCHEMES, "sqlite:///PATH or postgresql://…"),
-                ("stream_url", STREAM_SCHEMES, "redis://HOST:PORT/DB or kafka://HOST:PORT")):
+                ("stream_url", STREAM_SCHEMES, "redis://HOST:PORT/DB or kafka://HOST:PORT"),
+                ("features_url", REDIS_SCHEMES, "redis://HOST:PORT/DB")):
             value = getattr(self, name)
             if value and not value.startswith(schemes):
                 raise ValueError(f"{name}: expected {shape}")

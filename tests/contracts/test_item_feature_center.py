@@ -1,5 +1,5 @@
-"""The ItemFeatureCenter contract, run against every backend: the embedded columnar store and
-Redis (the real server on 127.0.0.1:6379)."""
+"""The ItemFeatureCenter contract, run against every backend: the embedded columnar store,
+Redis (the real server on 127.0.0.1:6379) and a replica's mirror of it."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from tuijian.data.items import COUNTERS, ColumnarItemStore, ItemFeatureCenter
-from tuijian.data.items_redis import RedisItemStore
+from tuijian.data.mirror import Mirror
+from tuijian.data.redis_backend import Breaker
+from tuijian.data.redis_columns import RedisItemStore
 
 Factory = Callable[[pa.Table], ItemFeatureCenter]
 
 
-@pytest.fixture(params=["embedded", "redis"])
+@pytest.fixture(params=["embedded", "redis", "mirror"])
 def make(request: pytest.FixtureRequest) -> Factory:
     if request.param == "embedded":
         return ColumnarItemStore
@@ -29,7 +31,10 @@ def make(request: pytest.FixtureRequest) -> Factory:
         store.upsert(table)
         return store
 
-    return redis_store
+    def mirror(table: pa.Table) -> ItemFeatureCenter:
+        return Mirror.attach(RedisItemStore(url), ColumnarItemStore(table), Breaker("test"))[0]
+
+    return redis_store if request.param == "redis" else mirror
 
 
 def _items(ids: list[int], titles: list[str], pubs: list[int], **extra: list[object]

@@ -97,7 +97,10 @@ class ColumnStore:
             return self._apply(table)
 
     def to_table(self) -> pa.Table:
-        data: dict[str, Any] = {c: self.column(c) for c in self.numeric}
+        data: dict[str, Any] = {}
+        if self.key not in self.numeric:  # a string key (user ids) is no numeric column
+            data[self.key] = pa.array(self.keys(), pa.string())
+        data.update({c: self.column(c) for c in self.numeric})
         for name in self.objects:
             data[name] = pa.array(self.column(name).tolist())
         return pa.table(data)

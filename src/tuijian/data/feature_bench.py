@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 
 from tuijian.data.generator import generate_marketplace
 from tuijian.data.items import ColumnarItemStore, ItemFeatureCenter
-from tuijian.data.items_redis import RedisItemStore
 from tuijian.data.redis_backend import RedisTarget
+from tuijian.data.redis_columns import RedisItemStore
 
 # what the ranker's features read per candidate (static attributes and live counters)
 COLUMNS = ("line", "category", "district", "price", "quality", "refreshed_ts", "clicks",

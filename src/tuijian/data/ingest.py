@@ -18,7 +18,7 @@ import numpy as np
 
 from tuijian.data.eventlog import EventLog
 from tuijian.data.items import ItemFeatureCenter
-from tuijian.data.users import INTEREST_FIELDS, MemoryProfileStore
+from tuijian.data.users import INTEREST_FIELDS, UserProfileStore
 from tuijian.display.tracking import TrackingCodec, TrackingError
 from tuijian.domain import Event, EventStatus, EventType
 
@@ -50,7 +50,7 @@ class EventIngestor:
         self,
         log: EventLog,
         store: ItemFeatureCenter,
-        profiles: MemoryProfileStore,
+        profiles: UserProfileStore,
         codec: TrackingCodec,
     ) -> None:
         self.log, self.store, self.profiles, self.codec = log, store, profiles, codec

@@ -6,11 +6,17 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 DEFAULT_PREFIX = "tj"
 SCHEMES = ("redis", "rediss", "unix")
 
@@ -50,3 +56,58 @@ class RedisTarget:
                                                             else "")
             return urlunsplit(parts._replace(netloc=netloc))
         return self.url
+
+
+# What a dead or unreachable server raises through redis-py (timeouts are OSErrors too).
+DOWN_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+
+
+class Breaker:
+    """Stops calling a backend for `cooldown_s` after it failed, so a dead Redis costs the
+    request path one socket timeout per cooldown instead of one per request, and calls resume
+    by themselves once it answers again (recovery needs no restart)."""
+
+    def __init__(self, name: str, cooldown_s: float = 1.0,
+                 on_failure: Callable[[str], None] = lambda name: None) -> None:
+        self.name = name
+        self.cooldown_s = cooldown_s
+        self.on_failure = on_failure
+        self._until = 0.0
+        self.failures = 0
+
+    @property
+    def open(self) -> bool:
+        """True while calls are being skipped."""
+        return time.monotonic() < self._until
+
+    def call(self, fn: Callable[[], T], fallback: Callable[[], T]) -> T:
+        """`fn()` unless the breaker is open or `fn` fails with a backend error; then
+        `fallback()` (and the breaker opens for `cooldown_s`)."""
+        if self.open:
+            return fallback()
+        try:
+            out = fn()
+        except DOWN_ERRORS as exc:
+            log.warning("%s is unavailable (%s); degrading for %.1f s", self.name, exc,
+                        self.cooldown_s)
+            self.failures += 1
+            self._until = time.monotonic() + self.cooldown_s
+            self.on_failure(self.name)
+            return fallback()
+        self._until = 0.0
+        return out
+
+
+def unlink_matching(client: redis.Redis, pattern: str, batch: int = 10_000) -> int:
+    """Delete every key matching `pattern` (SCAN, never KEYS: the server keeps serving);
+    returns how many went."""
+    removed = 0
+    keys: list[Any] = []
+    for key in client.scan_iter(match=pattern, count=batch):
+        keys.append(key)
+        if len(keys) >= batch:
+            removed += int(client.unlink(*keys))
+            keys = []
+    if keys:
+        removed += int(client.unlink(*keys))
+    return removed

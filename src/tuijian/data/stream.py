@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import orjson
 import redis
 
-from tuijian.data.redis_backend import RedisTarget
+from tuijian.data.redis_backend import DOWN_ERRORS, RedisTarget
 from tuijian.domain import Event
 
 GROUP = "ingest"
@@ -36,11 +36,16 @@ class Delivery:
     payload: bytes
 
 
+class StreamUnavailable(RuntimeError):
+    """The broker did not take a publish: nothing is acknowledged, the caller may retry."""
+
+
 class EventStream(Protocol):
     """A durable, partitioned-or-not log of messages read by one consumer group."""
 
     def publish(self, payloads: Sequence[bytes]) -> list[str]:
-        """Append; returns once the broker holds every payload (their tokens, in order)."""
+        """Append; returns once the broker holds every payload (their tokens, in order).
+        Raises StreamUnavailable when it does not."""
         ...
 
     def read(self, count: int, block_s: float) -> list[Delivery]:
@@ -127,7 +132,10 @@ class RedisEventStream:
         pipe = self.r.pipeline(transaction=False)
         for p in payloads:
             pipe.xadd(self.key, {"e": p})
-        return [_str(t) for t in pipe.execute()]
+        try:
+            return [_str(t) for t in pipe.execute()]
+        except DOWN_ERRORS as exc:
+            raise StreamUnavailable(f"publish failed: {exc}") from exc
 
     def read(self, count: int, block_s: float) -> list[Delivery]:
         if self._own_pending:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from tuijian.data.stream import GROUP, Delivery, consumer_name
+from tuijian.data.stream import GROUP, Delivery, StreamUnavailable, consumer_name
 
 DEFAULT_TOPIC = "tuijian-events"
 PUBLISH_TIMEOUT_S = 10.0
@@ -54,7 +54,7 @@ class KafkaEventStream:
             self._producer.produce(self.topic, p, on_delivery=delivered(j))
         left = self._producer.flush(PUBLISH_TIMEOUT_S)
         if errors or left or any(t is None for t in tokens):
-            raise KafkaException(f"publish failed: {errors[:3] or f'{left} undelivered'}")
+            raise StreamUnavailable(f"publish failed: {errors[:3] or f'{left} undelivered'}")
         return [t for t in tokens if t is not None]
 
     def read(self, count: int, block_s: float) -> list[Delivery]:

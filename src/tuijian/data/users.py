@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from tuijian.data.columnar import ColumnStore, NumericSpec
@@ -78,14 +80,34 @@ class UserProfile:
         return np.fromiter(self.recent_clicks, np.int64, len(self.recent_clicks))
 
 
-class UserProfileStore(Protocol):
-    """Profiles by user id, updated by the real-time processors."""
+class StaticUsers(Protocol):
+    """Users' static attributes by dense index: the embedded `UserTable` or a replica's copy
+    of the shared one."""
 
+    def __len__(self) -> int: ...
+    def keys(self) -> list[Any]: ...
+    def position(self, key: Any) -> int: ...
+    def index_of(self, keys: Iterable[Any]) -> IntArray: ...
+    def gather(self, idx: IntArray, columns: Sequence[str]) -> dict[str, npt.NDArray[Any]]: ...
+    def upsert(self, table: pa.Table) -> IntArray: ...
+
+
+class UserProfileStore(Protocol):
+    """Profiles by user id, updated by the real-time processors: in memory (embedded) or in
+    Redis, shared by every replica (`users_redis.RedisProfileStore`)."""
+
+    @property
+    def table(self) -> StaticUsers: ...
+    @property
+    def shown_memory(self) -> int: ...
     def get(self, user_id: str) -> UserProfile: ...
+    def peek(self, user_id: str) -> UserProfile: ...
     def record_exposures(self, user_id: str, idx: IntArray) -> None: ...
     def record_click(self, user_id: str, idx: int, tags: dict[str, int]) -> None: ...
     def count_exposures(self, user_id: str, tags: dict[str, IntArray]) -> None: ...
     def upsert(self, table: pa.Table) -> IntArray: ...
+    def active_users(self) -> list[str]: ...
+    def clear_behavior(self) -> None: ...
 
 
 class MemoryProfileStore:
@@ -173,18 +195,21 @@ class MemoryProfileStore:
             self._state.clear()
 
     def _fresh(self, user_id: str) -> UserProfile:
-        pos = self.table.position(user_id)
-        if pos < 0:
-            return UserProfile(user_id=user_id)
-        row: dict[str, Any] = self.table.gather(
-            np.array([pos]), ("city", "district", "lat", "lon")
-        )
-        lat, lon = float(row["lat"][0]), float(row["lon"][0])
-        return UserProfile(
-            user_id=user_id,
-            known=True,
-            city=int(row["city"][0]),
-            district=int(row["district"][0]),
-            lat=None if np.isnan(lat) else lat,
-            lon=None if np.isnan(lon) else lon,
-        )
+        return static_profile(self.table, user_id)
+
+
+def static_profile(table: StaticUsers, user_id: str) -> UserProfile:
+    """A profile with the user's static attributes and no behavior yet."""
+    pos = table.position(user_id)
+    if pos < 0:
+        return UserProfile(user_id=user_id)
+    row: dict[str, Any] = table.gather(np.array([pos]), ("city", "district", "lat", "lon"))
+    lat, lon = float(row["lat"][0]), float(row["lon"][0])
+    return UserProfile(
+        user_id=user_id,
+        known=True,
+        city=int(row["city"][0]),
+        district=int(row["district"][0]),
+        lat=None if np.isnan(lat) else lat,
+        lon=None if np.isnan(lon) else lon,
+    )

@@ -14,7 +14,7 @@ import numpy as np
 
 from tuijian.data.ingest import ClickProcessor
 from tuijian.data.items import ItemFeatureCenter
-from tuijian.data.users import INTEREST_FIELDS, TAG_FIELDS, MemoryProfileStore
+from tuijian.data.users import INTEREST_FIELDS, TAG_FIELDS, UserProfileStore
 from tuijian.display.creatives import CreativeChooser
 from tuijian.domain import FloatArray
 from tuijian.rank.signals import (
@@ -75,7 +75,7 @@ def restore_creatives(chooser: CreativeChooser, events_sql: str, curve: FloatArr
 
 
 def restore_profiles(
-    store: ItemFeatureCenter, profiles: MemoryProfileStore, events_sql: str, since_ts: float,
+    store: ItemFeatureCenter, profiles: UserProfileStore, events_sql: str, since_ts: float,
     processors: Sequence[ClickProcessor] = (),
 ) -> int:
     """Replay recent clicks (interests, history, real-time processors) and exposures (the

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tuijian.data.items import ItemFeatureCenter
-from tuijian.data.users import UserProfile, UserTable
+from tuijian.data.users import StaticUsers, UserProfile
 from tuijian.domain import Candidates, FloatArray, RecommendRequest
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ class RankContext:
     profile: UserProfile
     store: ItemFeatureCenter
     prior_ctr: float
-    users: UserTable | None = None
+    users: StaticUsers | None = None
     models: ModelLookup = no_models
     # degradations the ranker chose (e.g. a model not deployed yet), for the response/metrics
     degraded: list[str] = field(default_factory=list)

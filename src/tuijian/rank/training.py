@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from tuijian.data.items import ItemFeatureCenter
-from tuijian.data.users import UserTable
+from tuijian.data.users import StaticUsers
 from tuijian.domain import FloatArray, IntArray
 from tuijian.rank.deployed import DeployedModel, Manifest, Objective
 from tuijian.rank.evaluate import binary_metrics, regression_metrics
@@ -89,7 +89,7 @@ class ObjectiveRows:
     target: Literal["identity", "log1p"]
 
 
-def load_rows(samples: pa.Table, store: ItemFeatureCenter, users: UserTable,
+def load_rows(samples: pa.Table, store: ItemFeatureCenter, users: StaticUsers,
               filters: SampleFilter | None = None) -> LabelledRows:
     """Raw inputs and labels of joined samples, minus invalid exposures and suspected bots.
     The report counts what was dropped and why."""

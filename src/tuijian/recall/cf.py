@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -20,11 +21,29 @@ class ItemCFSource(NeighborSource):
     model = "item_cf"
 
 
+_EMPTY = (np.empty(0, np.int64), np.empty(0))
+
+
+@runtime_checkable
+class KeyedLists(Protocol):
+    """Precomputed lists by key: in memory (`UserLists`) or in Redis (`lists_redis`)."""
+
+    def get(self, user_id: str) -> tuple[IntArray, FloatArray]: ...
+
+
 class UserLists:
     """Per-user precomputed recommendations (user_id → item indexes, scores), best first."""
 
     def __init__(self, lists: dict[str, tuple[IntArray, FloatArray]]) -> None:
         self.lists = lists
+
+    def get(self, user_id: str) -> tuple[IntArray, FloatArray]:
+        return self.lists.get(user_id, _EMPTY)
+
+    def items(self) -> Iterator[tuple[str, IntArray, FloatArray]]:
+        """Every (user, items, scores), for publishing to a shared store."""
+        for user, (idx, score) in self.lists.items():
+            yield user, idx, score
 
     @classmethod
     def from_table(cls, table: pa.Table, store: ItemFeatureCenter) -> UserLists:
@@ -52,7 +71,7 @@ class UserCFSource:
 
     async def recall(self, ctx: RecallContext, k: int) -> tuple[IntArray, FloatArray]:
         lists = self.catalog.models.get("user_cf")
-        if not isinstance(lists, UserLists):
-            return np.empty(0, np.int64), np.empty(0)
-        idx, score = lists.lists.get(ctx.request.user_id, (np.empty(0, np.int64), np.empty(0)))
+        if not isinstance(lists, KeyedLists):
+            return _EMPTY
+        idx, score = lists.get(ctx.request.user_id)
         return idx[:k], score[:k]

@@ -7,7 +7,7 @@ they share one source implementation over a `Neighbors` lookup.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -43,6 +43,12 @@ class NeighborTable:
         counts = np.bincount(src, minlength=len(store))
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return cls(indptr, dst[order], score[order])
+
+    def items(self) -> Iterator[tuple[int, IntArray, FloatArray]]:
+        """Every (anchor, neighbours, scores) with neighbours, for publishing."""
+        for i in np.flatnonzero(np.diff(self.indptr)).tolist():
+            a, b = self.indptr[i], self.indptr[i + 1]
+            yield i, self.neighbor[a:b], self.score[a:b]
 
     def neighbors(self, idx: int) -> tuple[IntArray, FloatArray]:
         if idx < 0 or idx + 1 >= self.indptr.shape[0]:

@@ -45,6 +45,7 @@ from tuijian.serving.service import Service
 log = logging.getLogger(__name__)
 MODEL_POLL_S = 5.0
 EXPERIMENT_POLL_S = 1.0
+FEATURES_SYNC_S = 1.0
 ALARM_CHECK_S = 60.0
 # what the framework's refusals were about, by status
 FRAMEWORK_FIELDS = {400: "body", 404: "path", 405: "method", 413: "body", 415: "body"}
@@ -65,6 +66,8 @@ def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> 
                  asyncio.create_task(_cube_loop(service))] if rebuild else []
         if consume and service.event_stream is not None:
             loops.append(asyncio.create_task(_stream_loop(service)))
+        if service.shared is not None:
+            loops.append(asyncio.create_task(_features_loop(service)))
         yield
         poll.cancel()
         for loop in loops:
@@ -92,7 +95,9 @@ def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> 
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> Response:
-        return _error(exc.status, exc.message, [(exc.field, exc.message)])
+        # a backend that is down: retry soon (as the load shedder says), not a client error
+        headers = {"Retry-After": "1"} if exc.status == 503 else None
+        return _error(exc.status, exc.message, [(exc.field, exc.message)], headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _framework_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -243,6 +248,17 @@ async def _stream_loop(service: Service) -> None:
         except Exception:
             log.exception("stream ingest failed; retrying")
             await asyncio.sleep(1.0)
+
+
+async def _features_loop(service: Service) -> None:
+    """Follow the shared feature centers: items and users other replicas upserted become
+    visible (and recallable) here within about a second."""
+    while True:
+        await asyncio.sleep(FEATURES_SYNC_S)
+        try:
+            await asyncio.to_thread(service.sync_features)
+        except Exception:
+            log.exception("following the shared feature centers failed; retrying")
 
 
 async def _experiments_loop(service: Service) -> None:

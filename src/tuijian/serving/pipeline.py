@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from tuijian.config import DisplayStrategy, RankStrategy, RecallStrategy, StrategyFile
 from tuijian.data.exposures import ExposureWriter
-from tuijian.data.users import TAG_FIELDS, MemoryProfileStore, UserProfile
+from tuijian.data.users import TAG_FIELDS, UserProfile, UserProfileStore
 from tuijian.data.vocab import CITY_NAMES
 from tuijian.display.creatives import CreativeChooser
 from tuijian.display.render import IMAGE_STYLES, item_styles, render_items
@@ -83,7 +83,7 @@ class Pipeline:
     def __init__(
         self,
         catalog: Catalog,
-        profiles: MemoryProfileStore,
+        profiles: UserProfileStore,
         strategies: StrategyFile,
         codec: TrackingCodec,
         exposures: ExposureWriter | None,
@@ -98,6 +98,9 @@ class Pipeline:
         self.creatives = CreativeChooser()
         # deployed ranking models by name; the service points it at its live model registry
         self.model_lookup: ModelLookup = no_models
+        # the backends serving stale data now (e.g. "features" while the shared Redis is down),
+        # reported in each answer's `degraded`; the service points it at its breakers
+        self.stale_backends: Callable[[], list[str]] = list
         self.sources: dict[tuple[str, int], RecallSource] = {}
         self.rankers: dict[str, Ranker] = {}
         self.rules: dict[str, list[Rule]] = {}
@@ -149,6 +152,7 @@ class Pipeline:
                                       SOURCE_CODE["pinned"])
             cands = first.concat(rest)
         cands = cands.take(np.arange(min(req.n, len(cands))))
+        degraded.extend(self.stale_backends())
         rec = self._display(req, ids, cands, degraded, ctx.notes, timings)
         rec.rules = reports
         if page_token is not None:

@@ -22,7 +22,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +35,16 @@ from tuijian.analytics.monitor import AlarmBoard, StreamMonitor
 from tuijian.analytics.store import ParquetCubeStore
 from tuijian.analytics.stream import MinuteCube
 from tuijian.config import PLACEHOLDER_SECRETS, Settings, StrategyFile, load_strategies
+from tuijian.data.columnar import ColumnStore
 from tuijian.data.eventlog import EventLog
 from tuijian.data.exposures import ExposureWriter
 from tuijian.data.ingest import EventIngestor, IngestResult
-from tuijian.data.items import ColumnarItemStore
-from tuijian.data.stream import EventStream, open_stream
+from tuijian.data.items import ColumnarItemStore, ItemFeatureCenter
+from tuijian.data.redis_backend import DOWN_ERRORS
+from tuijian.data.shared import SharedFeatures
+from tuijian.data.stream import EventStream, StreamUnavailable, open_stream
 from tuijian.data.stream_ingest import StreamSink, StreamWorker, publish_events
-from tuijian.data.users import MemoryProfileStore, UserTable
+from tuijian.data.users import MemoryProfileStore, UserProfileStore, UserTable
 from tuijian.display.tracking import TrackingCodec
 from tuijian.domain import Event, EventStatus, EventType, IntArray
 from tuijian.experiments.platform import ExperimentPlatform
@@ -53,10 +56,14 @@ from tuijian.jobs.registry import LOADERS
 from tuijian.rank.live_models import LiveModels
 from tuijian.rank.model_registry import ModelRegistry
 from tuijian.rank.online import OnlineLearner
+from tuijian.rank.signals import default_position_ctr
 from tuijian.recall.base import Catalog
 from tuijian.recall.index import RecallIndex
 from tuijian.recall.item_cf_realtime import RealtimeItemCF
+from tuijian.recall.item_cf_realtime_redis import RedisRealtimeItemCF
+from tuijian.recall.lists_redis import Listed
 from tuijian.retrieval.engine import RetrievalEngine
+from tuijian.serving.errors import RequestError
 from tuijian.serving.metrics import Metrics
 from tuijian.serving.pipeline import Pipeline
 
@@ -119,12 +126,27 @@ class Service:
         data = settings.data_dir
         (data / "catalog").mkdir(parents=True, exist_ok=True)
         self.strategies = strategies or load_strategies(settings.strategies)
-        self.store = ColumnarItemStore.open(*snapshot_and_journal(data, "items"))
+        self.metrics = Metrics()
+        items = ColumnarItemStore.open(*snapshot_and_journal(data, "items"))
         users = UserTable.open(*snapshot_and_journal(data, "users"))
-        self.profiles = MemoryProfileStore(users, self.strategies.filters.shown_memory)
+        shown_memory = self.strategies.filters.shown_memory
+        # scale-out: feature centers shared through Redis, mirrored here; whoever seeds them
+        # restores the derived state from its log, a replica joining later reads it
+        self.shared: SharedFeatures | None = None
+        self.store: ItemFeatureCenter
+        self.profiles: UserProfileStore
+        if settings.features_url:
+            self.shared = SharedFeatures.open(settings.features_url, items, users, shown_memory,
+                                              self._features_down)
+            self.store, self.profiles = self.shared.items, self.shared.profiles
+        else:
+            self.store, self.profiles = items, MemoryProfileStore(users, shown_memory)
+        # what `snapshot` saves: the embedded tables (shared ones live in Redis)
+        self._snapshots: list[tuple[ColumnStore, str]] = (
+            [(items, "items"), (users, "users")] if self.shared is None else [])
+        restore = self.shared is None or self.shared.seeded
         self.log = EventLog(data / "events")
         self.codec = TrackingCodec(resolve_secret(settings))
-        self.metrics = Metrics()
         # scale-out: events and served exposures go through the stream to the ingest worker
         self.event_stream: EventStream | None = (open_stream(settings.stream_url)
                                                  if settings.stream_url else None)
@@ -133,10 +155,13 @@ class Service:
         self.metrics.exposure_write_failures.set_function(lambda: self.exposures.failures)
         self.metrics.exposures_pending.set_function(self.exposures.pending)
         events_sql = self.log.relation_sql()
-        curve = restore_counters(self.store, events_sql)
-        self.item_cf_realtime = RealtimeItemCF()
-        restore_profiles(self.store, self.profiles, events_sql, now - PROFILE_HISTORY_S,
-                         [self.item_cf_realtime])
+        curve = (restore_counters(self.store, events_sql) if restore
+                 else default_position_ctr())
+        self.item_cf_realtime: RealtimeItemCF | RedisRealtimeItemCF = (
+            RealtimeItemCF() if self.shared is None else self.shared.item_cf)
+        if restore:
+            restore_profiles(self.store, self.profiles, events_sql, now - PROFILE_HISTORY_S,
+                             [self.item_cf_realtime])
         self._index_lock = threading.Lock()
         self._upserted_during_build: list[IntArray] | None = None
         index = RecallIndex.build(self.store, now, curve)
@@ -171,14 +196,22 @@ class Service:
         self.ingestor = EventIngestor(self.log, self.store, self.profiles, self.codec)
         self.ingestor.click_processors.append(self.item_cf_realtime)
         self.catalog.models["item_cf_realtime"] = self.item_cf_realtime
+        if self.shared is not None:
+            self.shared.items.on_change = self._index_changed
+            breaker = self.shared.breaker
+            self.pipeline.stale_backends = lambda: ["features"] if breaker.open else []
 
     async def ingest(self, events: Sequence[Event]) -> list[IngestResult]:
         """Store and fold events, or with a stream configured, verify and publish them (the
         ingest worker stores them; `accepted` then means the broker holds them)."""
         if self.event_stream is None:
             return await self.ingest_local(events)
-        results = await asyncio.to_thread(publish_events, self.ingestor, self.event_stream,
-                                          events)
+        try:
+            results = await asyncio.to_thread(publish_events, self.ingestor, self.event_stream,
+                                              events)
+        except StreamUnavailable as exc:
+            raise RequestError("events", "the event stream is unavailable; retry", 503) \
+                from exc
         bad = [j for j, r in enumerate(results) if r.status is EventStatus.QUARANTINED]
         self._count([events[j] for j in bad], [results[j] for j in bad])
         return results
@@ -208,6 +241,11 @@ class Service:
                 self.event_stream.ping()
             except Exception:
                 down.append("stream")
+        if self.shared is not None:
+            try:
+                self.shared.ping()
+            except Exception:
+                down.append("features")
         return down
 
     def funnel(self, q: FunnelQuery) -> list[dict[str, Any]]:
@@ -249,17 +287,46 @@ class Service:
         return results
 
     def upsert_items(self, rows: list[dict[str, Any]]) -> int:
+        table = pa.Table.from_pylist(rows)
+        if self.shared is not None:  # indexed by the mirror's change hook, as others' are
+            return len(self._shared_write(lambda: self.store.upsert(table)))
         with self._index_lock:
-            idx = self.store.upsert(pa.Table.from_pylist(rows))
-            self.catalog.engine.add(idx)
-            self.catalog.index.add(self.store, idx)
-            self.catalog.engine.set_hotness(self.catalog.index.hot)
-            if self._upserted_during_build is not None:
-                self._upserted_during_build.append(idx)
+            idx = self.store.upsert(table)
+            self._index_items(idx)
         return len(idx)
 
     def upsert_users(self, rows: list[dict[str, Any]]) -> int:
-        return len(self.profiles.upsert(pa.Table.from_pylist(rows)))
+        table = pa.Table.from_pylist(rows)
+        return len(self._shared_write(lambda: self.profiles.upsert(table)))
+
+    def sync_features(self) -> int:
+        """Follow the shared feature centers (the background loop, every second); returns how
+        many items changed. Nothing to follow on the embedded default."""
+        return 0 if self.shared is None else len(self.shared.sync())
+
+    def _shared_write(self, write: Callable[[], IntArray]) -> IntArray:
+        """A write a client is told succeeded only once the shared store holds it."""
+        try:
+            return write()
+        except DOWN_ERRORS as exc:
+            self._features_down("features")
+            raise RequestError("features", "the feature store is unavailable; retry", 503) \
+                from exc
+
+    def _index_changed(self, idx: IntArray) -> None:
+        with self._index_lock:
+            self._index_items(idx)
+
+    def _index_items(self, idx: IntArray) -> None:
+        """Make upserted items recallable; call with the index lock held."""
+        self.catalog.engine.add(idx)
+        self.catalog.index.add(self.store, idx)
+        self.catalog.engine.set_hotness(self.catalog.index.hot)
+        if self._upserted_during_build is not None:
+            self._upserted_during_build.append(idx)
+
+    def _features_down(self, name: str) -> None:
+        self.metrics.degradations.labels("features", "unavailable").inc()
 
     def _count(self, events: Sequence[Event], results: Sequence[IngestResult]) -> None:
         self.monitor.observe_ingest(events, results)
@@ -276,13 +343,18 @@ class Service:
         for name, loader in LOADERS.items():
             artifact = self.artifacts.current(name)
             if artifact is None or self.model_versions.get(name) == artifact.version:
+                if self._follow_lists(name):
+                    reloaded.append(name)
                 continue
             try:
-                self.catalog.models[name] = loader(artifact, self.store)
+                model = loader(artifact, self.store)
+                if self.shared is not None and isinstance(model, Listed):
+                    self.shared.publish_lists(name, artifact.version, model)
             except Exception:
                 log.exception("loading %s %s failed; keeping the previous version", name,
                               artifact.version)
                 continue
+            self.catalog.models[name] = model
             self.model_versions[name] = artifact.version
             reloaded.append(name)
         for name in self.rank_models.poll():
@@ -294,6 +366,17 @@ class Service:
                 self.attach_online_learner(OnlineLearner(model))
         return reloaded
 
+    def _follow_lists(self, name: str) -> bool:
+        """Recall from the lists another process published to the shared store, when they
+        are newer than what serves here (a replica without the job's files)."""
+        lists = None if self.shared is None else self.shared.lists(
+            name, self.model_versions.get(name))
+        if lists is None:
+            return False
+        self.catalog.models[name] = lists
+        self.model_versions[name] = lists.version
+        return True
+
     def rebuild_index(self, now: float | None = None) -> None:
         """Re-rank the hot and region lists from the live counters; swapped in atomically.
 
@@ -301,6 +384,8 @@ class Service:
         so "visible to the next request" holds across a rebuild too."""
         with self._index_lock:
             self._upserted_during_build = []
+        if self.shared is not None:  # the hot lists rank by every replica's counts
+            self.shared.items.refresh_counts()
         try:
             recent = self.catalog.models.get("hot")
             index = RecallIndex.build(self.store, time.time() if now is None else now,
@@ -322,8 +407,8 @@ class Service:
     def snapshot(self) -> None:
         """Fold upsert journals into the Parquet snapshots (at shutdown or on a schedule)."""
         cat = self.settings.data_dir / "catalog"
-        self.store.save(cat / "items.parquet")
-        self.profiles.table.save(cat / "users.parquet")
+        for table, name in self._snapshots:
+            table.save(cat / f"{name}.parquet")
 
     def close(self) -> None:
         self.experiments.store.close()

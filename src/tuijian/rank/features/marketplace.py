@@ -24,7 +24,7 @@ import orjson
 import pyarrow as pa
 
 from tuijian.data.items import ItemFeatureCenter
-from tuijian.data.users import INTEREST_FIELDS, TAG_FIELDS, UserProfile, UserTable
+from tuijian.data.users import INTEREST_FIELDS, TAG_FIELDS, StaticUsers, UserProfile
 from tuijian.data.vocab import PLATFORMS
 from tuijian.domain import Candidates, FloatArray, IntArray, Scene
 from tuijian.rank.signals import smoothed_coec
@@ -67,7 +67,7 @@ class ServingContext:
     now: float
 
 
-def online_inputs(store: ItemFeatureCenter, users: UserTable, ctx: ServingContext,
+def online_inputs(store: ItemFeatureCenter, users: StaticUsers, ctx: ServingContext,
                   cands: Candidates, positions: IntArray | int = 0) -> Raw:
     """Raw inputs of a request's candidates. `positions` is where each will be shown: the
     real slots when logging, a fixed slot (0) when scoring, since the slot is not yet known."""
@@ -99,7 +99,7 @@ def online_inputs(store: ItemFeatureCenter, users: UserTable, ctx: ServingContex
     return derive(raw)
 
 
-def offline_inputs(samples: pa.Table, store: ItemFeatureCenter, users: UserTable) -> Raw:
+def offline_inputs(samples: pa.Table, store: ItemFeatureCenter, users: StaticUsers) -> Raw:
     """Raw inputs of joined samples (one row per exposed item, with the logged `features`).
     Rows whose exposure logged no snapshot get NaN dynamic values; `has_snapshot` marks them."""
     idx = store.index_of(samples.column("item_id").to_pylist())
@@ -174,7 +174,7 @@ def _user_ctr(clicks: Any, shown: Any) -> Any:
     return (clicks + CTR_PRIOR * USER_CTR_STRENGTH) / (shown + USER_CTR_STRENGTH)
 
 
-def _user_static(users: UserTable, user_ids: list[Any], rows: IntArray) -> Raw:
+def _user_static(users: StaticUsers, user_ids: list[Any], rows: IntArray) -> Raw:
     """Static user attributes broadcast to `rows` (indexes into `user_ids`); -1 if unknown."""
     pos = users.index_of(user_ids)
     cols = users.gather(np.maximum(pos, 0), USER_STATIC)

@@ -1,13 +1,13 @@
-"""The item feature center in Redis, shared by every API replica (scale-out mode).
+"""Feature centers in Redis (items, users), shared by every API replica (scale-out mode).
 
-Layout under `PREFIX:items:` — one key per item, so a batch read of the ranked candidates is
-one pipelined round trip whatever the batch size:
+Layout under `PREFIX:FAMILY:` (FAMILY: items, users) — one key per row, so a batch read of the
+ranked candidates is one pipelined round trip whatever the batch size:
 
-    ids           hash   item_id -> dense index (allocated once, by a script, so replicas agree)
-    keys          hash   dense index -> item_id
+    ids           hash   key -> dense index (allocated once, by a script, so replicas agree)
+    keys          hash   dense index -> key
     n             string the number of indexes allocated
-    r:IDX         string the item's numeric features packed as one little-endian record
-    c:IDX         string its real-time counters (4 float64), incremented in place by a script
+    r:IDX         string the row's numeric features packed as one little-endian record
+    c:IDX         string its real-time counters (float64s), incremented in place by a script
     o:IDX         hash   its object fields (title, tags, ...) as JSON
 
 The counters live apart from the record so an upsert never races an increment: both are
@@ -18,7 +18,7 @@ not Redis Cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,17 +28,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
-from tuijian.data.columnar import plain_record
+from tuijian.data.columnar import ColumnStore, NumericSpec, plain_record
 from tuijian.data.items import COUNTERS, ColumnarItemStore, derived_columns
-from tuijian.data.redis_backend import RedisTarget
+from tuijian.data.redis_backend import RedisTarget, unlink_matching
+from tuijian.data.users import UserTable
 from tuijian.domain import IntArray
 
-NUMERIC = ColumnarItemStore.numeric
-OBJECTS = ColumnarItemStore.objects
-FIELDS = [n for n in NUMERIC if n not in COUNTERS]
-ROW = np.dtype([(n, np.dtype(NUMERIC[n][0]).newbyteorder("<")) for n in FIELDS])
-COUNTS = np.dtype([(n, "<f8") for n in COUNTERS])
 CHUNK = 10_000  # indexes per round trip in whole-column reads and bulk writes
+Derive = Callable[[pa.Table], dict[str, npt.NDArray[Any]]]
 
 _ALLOC = """
 local out = {}
@@ -79,25 +76,32 @@ return #KEYS
 """
 
 
-def _defaults(dtype: np.dtype[Any]) -> bytes:
-    row = np.zeros(1, dtype)
-    for name in dtype.names or ():
-        row[name] = NUMERIC[name][1]
-    return row.tobytes()
+class RedisColumnStore:
+    """A `ColumnStore` schema's rows in Redis; see the module docstring for the layout.
 
+    Counter columns (float64, incremented by events) are kept in their own record so an
+    upsert never races an increment; `derive` computes the columns an upsert does not carry
+    (the same function the embedded store uses)."""
 
-DEFAULT_ROW = _defaults(ROW)
-ZERO_COUNTS = bytes(COUNTS.itemsize)
-
-
-class RedisItemStore:
-    """`ItemFeatureCenter` over Redis; see the module docstring for the layout."""
-
-    def __init__(self, url: str, client: redis.Redis | None = None) -> None:
+    def __init__(self, url: str, schema: type[ColumnStore], family: str,
+                 counters: Sequence[str] = (), derive: Derive | None = None,
+                 client: redis.Redis | None = None) -> None:
         target = RedisTarget.parse(url)
         self.target = target
         self.r = client or target.connect()
-        self.ns = f"{target.prefix}:items:"
+        self.ns = f"{target.prefix}:{family}:"
+        self.key = schema.key
+        self.required = schema.required
+        self.numeric: NumericSpec = schema.numeric
+        self.objects = schema.objects
+        self.counters = tuple(counters)
+        self.fields = [n for n in self.numeric if n not in self.counters]
+        self.row = np.dtype([(n, np.dtype(self.numeric[n][0]).newbyteorder("<"))
+                             for n in self.fields])
+        self.counts = np.dtype([(n, "<f8") for n in self.counters])
+        self.default_row = _defaults(self.row, self.numeric)
+        self.zero_counts = bytes(self.counts.itemsize)
+        self._derive = derive
         self._alloc = self.r.register_script(_ALLOC)
         self._write = self.r.register_script(_WRITE)
         self._add = self.r.register_script(_ADD)
@@ -119,19 +123,20 @@ class RedisItemStore:
         return np.fromiter((-1 if v is None else int(v) for v in got), np.int64, len(keys))
 
     def keys(self) -> list[Any]:
-        """Every item id, in dense-index order."""
-        pairs = self.r.hgetall(self.ns + "keys")
-        out = [0] * len(pairs)
+        """Every key, in dense-index order."""
+        pairs: dict[bytes, bytes] = self.r.hgetall(self.ns + "keys")  # type: ignore[assignment]
+        out: list[Any] = [None] * len(pairs)
+        numeric = self.key in self.numeric
         for i, k in pairs.items():
-            out[int(i)] = int(k)
+            out[int(i)] = int(k) if numeric else k.decode()
         return out
 
     def gather(self, idx: IntArray, columns: Sequence[str]) -> dict[str, npt.NDArray[Any]]:
         """The columns of `idx`, in one pipelined round trip (one MGET per key family)."""
         idx = np.asarray(idx, np.int64)
-        fields = [c for c in columns if c in ROW.names]  # type: ignore[operator]
-        counters = [c for c in columns if c in COUNTERS]
-        objects = [c for c in columns if c in OBJECTS]
+        fields = [c for c in columns if c in self.row.names]  # type: ignore[operator]
+        counters = [c for c in columns if c in self.counters]
+        objects = [c for c in columns if c in self.objects]
         unknown = set(columns) - set(fields) - set(counters) - set(objects)
         if unknown:
             raise KeyError(f"unknown column(s): {', '.join(sorted(unknown))}")
@@ -146,11 +151,11 @@ class RedisItemStore:
         replies = iter(pipe.execute()) if ids else iter(())
         out: dict[str, npt.NDArray[Any]] = {}
         if fields:
-            rows = _records(next(replies, []), ROW, DEFAULT_ROW, len(ids))
+            rows = _records(next(replies, []), self.row, self.default_row, len(ids))
             for c in fields:
-                out[c] = rows[c].astype(NUMERIC[c][0])
+                out[c] = rows[c].astype(self.numeric[c][0])
         if counters:
-            counts = _records(next(replies, []), COUNTS, ZERO_COUNTS, len(ids))
+            counts = _records(next(replies, []), self.counts, self.zero_counts, len(ids))
             for c in counters:
                 out[c] = counts[c].astype(np.float64)
         if objects:
@@ -163,71 +168,104 @@ class RedisItemStore:
         return out
 
     def column(self, name: str) -> npt.NDArray[Any]:
-        """A whole column (index building, batch jobs), read CHUNK items per round trip."""
+        """A whole column (index building, batch jobs), read CHUNK rows per round trip."""
         n = len(self)
         parts = [self.gather(np.arange(s, min(s + CHUNK, n)), (name,))[name]
                  for s in range(0, n, CHUNK)]
         if parts:
             return np.concatenate(parts)
-        return np.empty(0, object if name in OBJECTS else NUMERIC[name][0])
+        return np.empty(0, object if name in self.objects else self.numeric[name][0])
 
     def record(self, idx: int) -> dict[str, Any]:
-        got = self.gather(np.array([idx]), [*FIELDS, *COUNTERS, *OBJECTS])
-        return plain_record(NUMERIC, {n: got[n][0] for n in NUMERIC},
-                            {n: got[n][0] for n in OBJECTS})
+        got = self.gather(np.array([idx]), [*self.fields, *self.counters, *self.objects])
+        return plain_record(self.numeric, {n: got[n][0] for n in self.numeric},
+                            {n: got[n][0] for n in self.objects})
+
+    def rows(self, idx: IntArray) -> pa.Table:
+        """Whole rows (every column, derived ones included) in `idx` order, CHUNK per round
+        trip: what a replica's local copy applies to follow the shared store."""
+        idx = np.asarray(idx, np.int64)
+        names = [*self.fields, *self.counters, *self.objects]
+        parts = [self.gather(idx[s:s + CHUNK], names) for s in range(0, len(idx), CHUNK)]
+        data: dict[str, Any] = {}
+        for name in names:
+            values = [p[name] for p in parts]
+            if name in self.objects:
+                data[name] = pa.array([v for part in values for v in part.tolist()])
+            else:
+                data[name] = (np.concatenate(values) if values
+                              else np.empty(0, self.numeric[name][0]))
+        # keys come from the allocation (written with the index, atomically); a row read
+        # between its allocation and its write has default values: it is copied inactive,
+        # under its own key, and the writer's announcement brings the values
+        raw: list[Any] = self.r.hmget(self.ns + "keys", idx.tolist()) if len(idx) else []
+        if self.key in self.numeric:
+            keys = np.array([int(k) for k in raw], np.int64)
+            unwritten = data[self.key] != keys
+            if "active" in data:
+                data["active"][unwritten] = 0
+            data[self.key] = keys
+        else:
+            data[self.key] = pa.array([k.decode() for k in raw], pa.string())
+        return pa.table(data)
 
     # -- writes -------------------------------------------------------------------------------
 
     def upsert(self, table: pa.Table) -> IntArray:
         """Insert or replace rows (the columns given; the others keep their values)."""
-        missing = [c for c in ColumnarItemStore.required if c not in table.column_names]
+        missing = [c for c in self.required if c not in table.column_names]
         if missing:
             raise ValueError(f"missing required column(s): {', '.join(missing)}")
         if table.num_rows == 0:
             return np.empty(0, np.int64)
-        keys = [str(k) for k in table.column("item_id").to_pylist()]
-        idx = np.asarray(self._alloc(keys=[self.ns + "ids", self.ns + "keys", self.ns + "n"],
-                                     args=keys), np.int64)
-        values = {n: _numeric(table.column(n), n) for n in NUMERIC if n in table.column_names}
-        values.update(derived_columns(table))
-        self._write_records(idx, ROW, "r", {n: v for n, v in values.items() if n in FIELDS},
-                            DEFAULT_ROW)
-        self._write_records(idx, COUNTS, "c", {n: v for n, v in values.items() if n in COUNTERS},
-                            ZERO_COUNTS)
-        objects = [n for n in OBJECTS if n in table.column_names]
+        keys = [str(k) for k in table.column(self.key).to_pylist()]
+        idx = np.concatenate([
+            np.asarray(self._alloc(keys=[self.ns + "ids", self.ns + "keys", self.ns + "n"],
+                                   args=keys[s:s + CHUNK]), np.int64)
+            for s in range(0, len(keys), CHUNK)])
+        values = {n: _numeric(table.column(n), self.numeric[n])
+                  for n in self.numeric if n in table.column_names}
+        if self._derive is not None:
+            values.update(self._derive(table))
+        self._write_records(idx, self.row, "r",
+                            {n: v for n, v in values.items() if n in self.fields},
+                            self.default_row)
+        self._write_records(idx, self.counts, "c",
+                            {n: v for n, v in values.items() if n in self.counters},
+                            self.zero_counts)
+        objects = [n for n in self.objects if n in table.column_names]
         if objects:
-            pipe = self.r.pipeline(transaction=False)
             cols = {n: table.column(n).to_pylist() for n in objects}
-            for j, i in enumerate(idx.tolist()):
-                pipe.hset(f"{self.ns}o:{i}", mapping={
-                    n: orjson.dumps(cols[n][j], option=orjson.OPT_SERIALIZE_NUMPY)
-                    for n in objects})
-            pipe.execute()
+            for s in range(0, len(idx), CHUNK):
+                pipe = self.r.pipeline(transaction=False)
+                for j, i in enumerate(idx[s:s + CHUNK].tolist(), start=s):
+                    pipe.hset(f"{self.ns}o:{i}", mapping={
+                        n: orjson.dumps(cols[n][j], option=orjson.OPT_SERIALIZE_NUMPY)
+                        for n in objects})
+                pipe.execute()
         return idx
 
     def add_counts(self, idx: IntArray, counter: str,
                    amount: float | npt.NDArray[np.float64] = 1.0) -> None:
         idx = np.asarray(idx, np.int64)
-        if counter not in COUNTERS:
+        if counter not in self.counters:
             raise KeyError(f"unknown counter {counter!r}")
         amounts = np.broadcast_to(np.asarray(amount, np.float64), idx.shape)
-        offset = COUNTS.fields[counter][1]  # type: ignore[index]
+        offset = self.counts.fields[counter][1]  # type: ignore[index]
         for s in range(0, len(idx), CHUNK):
             part = idx[s:s + CHUNK].tolist()
             self._add(keys=[f"{self.ns}c:{i}" for i in part],
-                      args=[ZERO_COUNTS, offset, *(repr(float(a))
-                                                   for a in amounts[s:s + CHUNK])])
+                      args=[self.zero_counts, offset, *(repr(float(a))
+                                                        for a in amounts[s:s + CHUNK])])
 
     def set_counts(self, counter: str, values: npt.NDArray[np.float64]) -> None:
         n = len(self)
-        self._write_records(np.arange(n), COUNTS, "c", {counter: values[:n]}, ZERO_COUNTS)
+        self._write_records(np.arange(n), self.counts, "c", {counter: values[:n]},
+                            self.zero_counts)
 
     def drop(self) -> int:
         """Delete every key of this store (tests, re-imports); returns how many."""
-        removed = 0
-        for batch in _chunks(self.r.scan_iter(match=self.ns + "*", count=CHUNK), CHUNK):
-            removed += int(self.r.unlink(*batch))
-        return removed
+        return unlink_matching(self.r, self.ns + "*", CHUNK)
 
     def _write_records(self, idx: IntArray, dtype: np.dtype[Any], family: str,
                        values: dict[str, npt.NDArray[Any]], default: bytes) -> None:
@@ -252,8 +290,29 @@ class RedisItemStore:
                                              *(x for span in spans for x in span), *chunk])
 
 
-def _numeric(col: pa.ChunkedArray, name: str) -> npt.NDArray[Any]:
-    dtype, missing = NUMERIC[name]
+class RedisItemStore(RedisColumnStore):
+    """The item feature center (`ItemFeatureCenter`) in Redis."""
+
+    def __init__(self, url: str, client: redis.Redis | None = None) -> None:
+        super().__init__(url, ColumnarItemStore, "items", COUNTERS, derived_columns, client)
+
+
+class RedisUserTable(RedisColumnStore):
+    """Users' static attributes in Redis (the user feature center's columns)."""
+
+    def __init__(self, url: str, client: redis.Redis | None = None) -> None:
+        super().__init__(url, UserTable, "users", client=client)
+
+
+def _defaults(dtype: np.dtype[Any], numeric: NumericSpec) -> bytes:
+    row = np.zeros(1, dtype)
+    for name in dtype.names or ():
+        row[name] = numeric[name][1]
+    return row.tobytes()
+
+
+def _numeric(col: pa.ChunkedArray, spec: tuple[Any, Any]) -> npt.NDArray[Any]:
+    dtype, missing = spec
     if col.null_count == len(col):
         return np.full(len(col), missing, dtype)
     if col.null_count:
@@ -289,14 +348,3 @@ def _spans(dtype: np.dtype[Any], names: set[str]) -> list[tuple[int, int]]:
         else:
             spans.append((off, sub.itemsize))
     return spans
-
-
-def _chunks(it: Iterable[Any], n: int) -> Iterable[list[Any]]:
-    batch: list[Any] = []
-    for x in it:
-        batch.append(x)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
