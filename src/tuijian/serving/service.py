@@ -34,7 +34,7 @@ from tuijian.analytics.funnel import FunnelQuery, connect, funnel, live_facts
 from tuijian.analytics.monitor import AlarmBoard, StreamMonitor
 from tuijian.analytics.store import ParquetCubeStore
 from tuijian.analytics.stream import MinuteCube
-from tuijian.config import PLACEHOLDER_SECRETS, Settings, StrategyFile, load_strategies
+from tuijian.config import PLACEHOLDER_SECRETS, Settings, StrategyFile
 from tuijian.data.eventlog import EventLog
 from tuijian.data.exposures import ExposureWriter
 from tuijian.data.ingest import EventIngestor, IngestResult
@@ -44,6 +44,7 @@ from tuijian.data.stream_ingest import StreamSink, StreamWorker, publish_events
 from tuijian.data.users import MemoryProfileStore, UserTable
 from tuijian.display.tracking import TrackingCodec
 from tuijian.domain import Event, EventStatus, EventType, IntArray
+from tuijian.experiments.model import ExperimentError
 from tuijian.experiments.platform import ExperimentPlatform
 from tuijian.experiments.store import SqlExperimentStore
 from tuijian.jobs.artifacts import ArtifactStore
@@ -57,8 +58,10 @@ from tuijian.recall.base import Catalog
 from tuijian.recall.index import RecallIndex
 from tuijian.recall.item_cf_realtime import RealtimeItemCF
 from tuijian.retrieval.engine import RetrievalEngine
+from tuijian.serving.errors import RequestError
 from tuijian.serving.metrics import Metrics
 from tuijian.serving.pipeline import Pipeline
+from tuijian.strategies.live import LiveStrategies, open_strategies
 
 PROFILE_HISTORY_S = 30 * 86400
 log = logging.getLogger(__name__)
@@ -118,7 +121,7 @@ class Service:
         self.settings = settings
         data = settings.data_dir
         (data / "catalog").mkdir(parents=True, exist_ok=True)
-        self.strategies = strategies or load_strategies(settings.strategies)
+        store, rev, self.strategies = open_strategies(settings, strategies)
         self.store = ColumnarItemStore.open(*snapshot_and_journal(data, "items"))
         users = UserTable.open(*snapshot_and_journal(data, "users"))
         self.profiles = MemoryProfileStore(users, self.strategies.filters.shown_memory)
@@ -154,6 +157,8 @@ class Service:
         self.experiments = ExperimentPlatform(SqlExperimentStore(settings.experiments_store),
                                               self.strategies, self.pipeline.add_strategy)
         self.pipeline.assigner = self.experiments
+        self.live_strategies = LiveStrategies(store, rev, self.apply_strategies,
+                                              self._check_strategies)
         self.cube = ParquetCubeStore(data / "cube")  # effect data (`tuijian report --build`)
         # real-time effect data: minute buckets of every stored event, the retention window
         # refilled from the log at start
@@ -189,6 +194,28 @@ class Service:
         self._count(events, results)
         self._learn_clicks(events, results)
         return results
+
+    def apply_strategies(self, new: StrategyFile) -> None:
+        """Serve a newly stored set of strategies: each changed one made servable, scene
+        defaults and filters swapped, experiments re-derived over them. (`filters.
+        shown_memory` and the push settings' consumers read them at start: a restart applies
+        those.)"""
+        cur = self.strategies
+        for stage in ("recall", "rank", "rule", "display"):
+            live: dict[str, Any] = getattr(cur, stage)
+            for sid, strategy in getattr(new, stage).items():
+                if live.get(sid) != strategy:
+                    self.pipeline.add_strategy(stage, sid, strategy)
+        cur.scenes, cur.filters, cur.push = dict(new.scenes), new.filters, new.push
+        self.experiments.refresh(force=True)
+
+    def _check_strategies(self, new: StrategyFile) -> None:
+        """Refuse a strategy change a live experiment could no longer serve."""
+        try:
+            self.experiments.config.check(new)
+        except ExperimentError as exc:
+            raise RequestError(f"experiments.{exc.field}",
+                               f"a live experiment would break: {exc.message}", 409) from None
 
     def stream_worker(self) -> StreamWorker:
         """The consumer that moves the stream's events into this process's log and state."""
@@ -327,6 +354,7 @@ class Service:
 
     def close(self) -> None:
         self.experiments.store.close()
+        self.live_strategies.store.close()
         self.exposures.close()
         if self.event_stream is not None:
             self.event_stream.close()
