@@ -73,6 +73,15 @@ class ExperimentPlatform:
         self.config, self.revision = config, rev
         return True
 
+    def check_strategies(self, new: StrategyFile) -> None:
+        """Refuse a strategy change a live experiment could no longer serve (a variant whose
+        params no longer derive a valid strategy from the changed one)."""
+        try:
+            self.config.check(new)
+        except ExperimentError as exc:
+            raise ExperimentError(f"experiments.{exc.field}",
+                                  f"a live experiment would break: {exc.message}", 409) from None
+
     # -- experiments ---------------------------------------------------------------------------
 
     def get(self, exp_id: int) -> Experiment:

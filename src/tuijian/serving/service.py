@@ -44,7 +44,6 @@ from tuijian.data.stream_ingest import StreamSink, StreamWorker, publish_events
 from tuijian.data.users import MemoryProfileStore, UserTable
 from tuijian.display.tracking import TrackingCodec
 from tuijian.domain import Event, EventStatus, EventType, IntArray
-from tuijian.experiments.model import ExperimentError
 from tuijian.experiments.platform import ExperimentPlatform
 from tuijian.experiments.store import SqlExperimentStore
 from tuijian.jobs.artifacts import ArtifactStore
@@ -52,13 +51,12 @@ from tuijian.jobs.build import restore_counters, restore_creatives, restore_prof
 from tuijian.jobs.hot import RecentStats
 from tuijian.jobs.registry import LOADERS
 from tuijian.rank.live_models import LiveModels
-from tuijian.rank.model_registry import ModelRegistry
+from tuijian.rank.model_registry import open_model_registry
 from tuijian.rank.online import OnlineLearner
 from tuijian.recall.base import Catalog
 from tuijian.recall.index import RecallIndex
 from tuijian.recall.item_cf_realtime import RealtimeItemCF
 from tuijian.retrieval.engine import RetrievalEngine
-from tuijian.serving.errors import RequestError
 from tuijian.serving.metrics import Metrics
 from tuijian.serving.pipeline import Pipeline
 from tuijian.strategies.live import LiveStrategies, open_strategies
@@ -149,7 +147,8 @@ class Service:
         self.artifacts = ArtifactStore(data)
         self.model_versions: dict[str, str] = {}
         # deployed rank models, read per request with rank_models.get(name)
-        self.rank_models = LiveModels(ModelRegistry(data / "rank_models"), self.metrics)
+        self.rank_models = LiveModels(
+            open_model_registry(data / "rank_models", settings.metadata_url), self.metrics)
         if "hot" in self.reload_models():
             self.rebuild_index(now)
         self.pipeline = Pipeline(self.catalog, self.profiles, self.strategies, self.codec,
@@ -158,7 +157,7 @@ class Service:
                                               self.strategies, self.pipeline.add_strategy)
         self.pipeline.assigner = self.experiments
         self.live_strategies = LiveStrategies(store, rev, self.apply_strategies,
-                                              self._check_strategies)
+                                              self.experiments.check_strategies)
         self.cube = ParquetCubeStore(data / "cube")  # effect data (`tuijian report --build`)
         # real-time effect data: minute buckets of every stored event, the retention window
         # refilled from the log at start
@@ -208,14 +207,6 @@ class Service:
                     self.pipeline.add_strategy(stage, sid, strategy)
         cur.scenes, cur.filters, cur.push = dict(new.scenes), new.filters, new.push
         self.experiments.refresh(force=True)
-
-    def _check_strategies(self, new: StrategyFile) -> None:
-        """Refuse a strategy change a live experiment could no longer serve."""
-        try:
-            self.experiments.config.check(new)
-        except ExperimentError as exc:
-            raise RequestError(f"experiments.{exc.field}",
-                               f"a live experiment would break: {exc.message}", 409) from None
 
     def stream_worker(self) -> StreamWorker:
         """The consumer that moves the stream's events into this process's log and state."""
@@ -355,6 +346,7 @@ class Service:
     def close(self) -> None:
         self.experiments.store.close()
         self.live_strategies.store.close()
+        self.rank_models.store.close()
         self.exposures.close()
         if self.event_stream is not None:
             self.event_stream.close()
