@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 
@@ -23,6 +24,7 @@ N_ITEMS = 20_000
 N_USERS = 3_000
 NOW = time.time()
 ADMIN = {"X-API-Key": "dev-admin-key"}  # the dev-mode admin key, for admin routes
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +60,23 @@ def redis_url() -> Iterator[str]:
     for s in range(0, len(keys), 10_000):
         client.unlink(*keys[s:s + 10_000])
     client.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A metadata database on each backend: SQLite in a temp dir, and a fresh database on
+    the local PostgreSQL (127.0.0.1:5432, trust auth; `.ci/run` starts it), dropped after."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'metadata.db'}"
+        return
+    name = f"tuijian_meta_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as con:
+            con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from tuijian.cli_creatives import creatives_app
 from tuijian.cli_experiments import experiments_app
 from tuijian.cli_models import models_app
 from tuijian.cli_report import report
+from tuijian.cli_strategies import strategies_app
 from tuijian.config import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(models_app, name="models")
 app.add_typer(creatives_app, name="creatives")
 app.add_typer(experiments_app, name="experiments")
+app.add_typer(strategies_app, name="strategies")
 app.command("report")(report)
 console = Console(stderr=True)
 
@@ -414,7 +416,6 @@ def train(
     from tuijian.data.users import UserTable
     from tuijian.jobs.join import join as run_join
     from tuijian.rank.features.spec import load_features
-    from tuijian.rank.model_registry import ModelRegistry
     from tuijian.rank.training import TrainOptions, load_rows
     from tuijian.rank.training import train as train_model
     from tuijian.serving.service import snapshot_and_journal
@@ -440,9 +441,10 @@ def train(
     deployed.save(target)
     result: dict[str, Any] = {"path": str(target), "samples": rows.report, "metrics": metrics}
     if deploy:
-        result["deployed"] = {"name": deploy,
-                              "version": ModelRegistry(data / "rank_models").deploy(target,
-                                                                                   deploy)}
+        from tuijian.cli_models import open_registry
+
+        with open_registry(data) as registry:
+            result["deployed"] = {"name": deploy, "version": registry.deploy(target, deploy)}
     if as_json:
         print(json.dumps(result))
         return

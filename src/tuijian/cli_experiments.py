@@ -29,13 +29,15 @@ ACTOR = "cli"
 
 
 def open_platform(data: Path) -> ExperimentPlatform:
-    from tuijian.config import Settings, load_strategies
+    from tuijian.config import Settings
     from tuijian.experiments.platform import ExperimentPlatform
     from tuijian.experiments.store import SqlExperimentStore
+    from tuijian.strategies.live import open_strategies
 
     settings = Settings.from_env(data_dir=data)
-    return ExperimentPlatform(SqlExperimentStore(settings.experiments_store),
-                              load_strategies(settings.strategies))
+    store, _, strategies = open_strategies(settings)
+    store.close()
+    return ExperimentPlatform(SqlExperimentStore(settings.experiments_store), strategies)
 
 
 def _run(data: Path, fn: Any) -> Any:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from tuijian.rank.model_registry import ModelRegistry
+    from tuijian.rank.model_registry import ModelStore
 
 models_app = typer.Typer(help="Ranking models: deploy, list, roll back.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -26,10 +28,19 @@ console = Console(stderr=True)
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory.")]
 
 
-def _registry(data: Path) -> ModelRegistry:
-    from tuijian.rank.model_registry import ModelRegistry
+@contextmanager
+def open_registry(data: Path) -> Iterator[ModelStore]:
+    """The data directory's registry; its entries in the metadata database when
+    TUIJIAN_METADATA_URL is set."""
+    from tuijian.config import Settings
+    from tuijian.rank.model_registry import open_model_registry
 
-    return ModelRegistry(data / "rank_models")
+    registry = open_model_registry(data / "rank_models",
+                                   Settings.from_env(data_dir=data).metadata_url)
+    try:
+        yield registry
+    finally:
+        registry.close()
 
 
 @models_app.command("deploy")
@@ -55,7 +66,8 @@ def deploy(
                           f"{escape(str(exc))}[/red]")
             raise typer.Exit(1) from None
     try:
-        version = _registry(data).deploy(path, name)
+        with open_registry(data) as registry:
+            version = registry.deploy(path, name)
     except (RegistryError, OSError) as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
@@ -68,7 +80,8 @@ def list_models(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every deployed version: which is CURRENT, which serves, which was rejected and why."""
-    entries = _registry(data).entries()
+    with open_registry(data) as registry:
+        entries = registry.entries()
     if as_json:
         print(json.dumps([asdict(e) for e in entries]))
         return
@@ -105,7 +118,8 @@ def rollback(
     from tuijian.rank.model_registry import RegistryError
 
     try:
-        version = _registry(data).rollback(name, to)
+        with open_registry(data) as registry:
+            version = registry.rollback(name, to)
     except RegistryError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None

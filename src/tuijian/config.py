@@ -26,7 +26,12 @@ STREAM_SCHEMES = (*REDIS_SCHEMES, "kafka://")
 
 
 class ConfigError(ValueError):
-    """A settings or strategy file that cannot be used, with the reason."""
+    """A settings or strategy file that cannot be used, with the reason; `field` is the
+    dotted path of the offending key when one is known (what an API's 422 names)."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def _secret(default: str) -> Any:
@@ -49,8 +54,8 @@ class Settings(BaseModel):
     cube_interval_s: float = Field(3600.0, gt=0)
     # where experiments live: sqlite:///PATH or postgresql://…; empty: metadata_url
     experiments_url: str = Field("", repr=False)
-    # metadata (experiments, audit, model registry entries): sqlite:///PATH or postgresql://…;
-    # empty: DATA_DIR/experiments.db
+    # metadata (strategies, experiments, their audit; with a URL set, also the model
+    # registry's entries): sqlite:///PATH or postgresql://…; empty: DATA_DIR/experiments.db
     metadata_url: str = Field("", repr=False)
     # the event stream between API replicas and the ingest worker: redis://… or kafka://HOST:PORT
     stream_url: str = Field("", repr=False)
@@ -88,9 +93,12 @@ class Settings(BaseModel):
         return self
 
     @property
+    def metadata_store(self) -> str:
+        return self.metadata_url or f"sqlite:///{self.data_dir / 'experiments.db'}"
+
+    @property
     def experiments_store(self) -> str:
-        return (self.experiments_url or self.metadata_url
-                or f"sqlite:///{self.data_dir / 'experiments.db'}")
+        return self.experiments_url or self.metadata_store
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -231,37 +239,60 @@ def load_strategies(path: Path = DEFAULT_STRATEGIES) -> StrategyFile:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    return validate_strategies(raw, str(path))
+
+
+def validate_strategies(raw: Any, where: str) -> StrategyFile:
+    """The strategy file's whole check: its models (references between sections included)
+    and the plug-in names it uses. The metadata store validates every change with it too."""
     try:
         strategies = StrategyFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(explain_errors(exc, str(path))) from None
+        raise ConfigError(explain_errors(exc, where), error_field(exc)) from None
     for stage in ("recall", "rank"):
         for sid, strategy in getattr(strategies, stage).items():
-            check_plugins(strategy, f"{path}: {stage}.{sid}")
+            check_plugins(strategy, f"{where}: {stage}.{sid}", f"{stage}.{sid}")
     return strategies
 
 
-def check_plugins(strategy: BaseModel, where: str) -> None:
+def check_plugins(strategy: BaseModel, where: str, field: str = "") -> None:
     """Reject names no registered plug-in answers to, and plug-in params the plug-in refuses
-    (a ranker validates its own); for the strategy file and experiments' derived strategies."""
+    (a ranker validates its own); for the strategy file and experiments' derived strategies.
+    `field` prefixes the offending key's path in the error."""
     from tuijian.rank.registry import RANKERS
     from tuijian.recall.registry import SOURCES
+
+    def at(key: str) -> str:
+        return f"{field}.{key}" if field else key
 
     if isinstance(strategy, RecallStrategy):
         for i, spec in enumerate(strategy.sources):
             if spec.name not in SOURCES:
                 raise ConfigError(f"{where}.sources[{i}].name: unknown source {spec.name!r} "
-                                  f"(known: {', '.join(sorted(SOURCES))})")
+                                  f"(known: {', '.join(sorted(SOURCES))})",
+                                  at(f"sources.{i}.name"))
     if isinstance(strategy, RankStrategy):
         if strategy.ranker not in RANKERS:
             raise ConfigError(f"{where}.ranker: unknown ranker {strategy.ranker!r} "
-                              f"(known: {', '.join(sorted(RANKERS))})")
+                              f"(known: {', '.join(sorted(RANKERS))})", at("ranker"))
         try:
             RANKERS[strategy.ranker](strategy.params)
         except ValidationError as exc:
-            raise ConfigError(explain_errors(exc, f"{where}.params")) from None
+            raise ConfigError(explain_errors(exc, f"{where}.params"), at("params")) from None
         except ValueError as exc:
-            raise ConfigError(f"{where}.params: {exc}") from None
+            raise ConfigError(f"{where}.params: {exc}", at("params")) from None
+
+
+def error_field(exc: ValidationError) -> str:
+    """The dotted path of the first error; a model validator's error names its field at the
+    start of its message (`scenes.feed.recall: unknown …`)."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if ": " in msg and " " not in msg.split(": ", 1)[0]:
+        inner = msg.split(": ", 1)[0]
+        return f"{loc}.{inner}" if loc else inner
+    return loc
 
 
 def explain_errors(exc: ValidationError, where: str) -> str:

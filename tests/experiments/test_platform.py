@@ -25,8 +25,8 @@ def strategies() -> StrategyFile:
 
 
 @pytest.fixture
-def platform(store_url: str, strategies: StrategyFile) -> ExperimentPlatform:
-    p = ExperimentPlatform(SqlExperimentStore(store_url), strategies)
+def platform(metadata_url: str, strategies: StrategyFile) -> ExperimentPlatform:
+    p = ExperimentPlatform(SqlExperimentStore(metadata_url), strategies)
     yield p  # type: ignore[misc]
     p.store.close()
 
@@ -101,9 +101,9 @@ def test_overlapping_ranges_are_rejected_unless_scenes_differ(
 
 
 def test_a_change_made_elsewhere_is_picked_up_and_survives_restarts(
-        store_url: str, strategies: StrategyFile) -> None:
-    serving = ExperimentPlatform(SqlExperimentStore(store_url), strategies)
-    admin = ExperimentPlatform(SqlExperimentStore(store_url), strategies)
+        metadata_url: str, strategies: StrategyFile) -> None:
+    serving = ExperimentPlatform(SqlExperimentStore(metadata_url), strategies)
+    admin = ExperimentPlatform(SqlExperimentStore(metadata_url), strategies)
     e = admin.create(_exp(status="running"), ADMIN, percent=100)
     units = [f"u{i}" for i in range(300)]
     assert {serving.assign(_req(u)).recall for u in units} == {"r_default"}
@@ -113,7 +113,7 @@ def test_a_change_made_elsewhere_is_picked_up_and_survives_restarts(
     assert all(s.experiments[0].experiment == e.id for s in before)
     for p in (serving, admin):
         p.store.close()
-    restarted = ExperimentPlatform(SqlExperimentStore(store_url), strategies)
+    restarted = ExperimentPlatform(SqlExperimentStore(metadata_url), strategies)
     assert [restarted.assign(_req(u)) for u in units] == before
     restarted.store.close()
 
@@ -216,14 +216,14 @@ def test_a_whitelisted_tester_reaches_an_experiment_in_another_domain(
 
 
 def test_a_stopped_experiment_naming_a_dropped_id_does_not_block_changes(
-        store_url: str, strategies: StrategyFile) -> None:
-    first = ExperimentPlatform(SqlExperimentStore(store_url), strategies)
+        metadata_url: str, strategies: StrategyFile) -> None:
+    first = ExperimentPlatform(SqlExperimentStore(metadata_url), strategies)
     e = first.create(_exp(status="running"), ADMIN, percent=10)
     first.stop(e.id, ADMIN)
     first.store.close()
     trimmed = strategies.model_copy(update={"recall": {
         k: v for k, v in strategies.recall.items() if k != "r_rrf"}})
-    later = ExperimentPlatform(SqlExperimentStore(store_url), trimmed)
+    later = ExperimentPlatform(SqlExperimentStore(metadata_url), trimmed)
     assert later.get(e.id).status == "stopped"
     made = later.create(_exp(b="r_search", status="running"), ADMIN, percent=10)
     assert later.get(made.id).status == "running"

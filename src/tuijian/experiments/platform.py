@@ -51,11 +51,12 @@ class ExperimentPlatform:
     def assign(self, request: RecommendRequest) -> StageIds:
         return self.assigner.assign(request)
 
-    def refresh(self) -> bool:
-        """Recompile if the stored configuration changed; a stored configuration this
-        service's strategy file cannot serve (e.g. an id it lacks) keeps the previous one."""
+    def refresh(self, force: bool = False) -> bool:
+        """Recompile if the stored configuration changed (or, with `force`, the strategies
+        did: derived strategies and scene defaults follow them); a stored configuration this
+        service's strategies cannot serve (e.g. an id they lack) keeps the previous one."""
         rev = self.store.revision()
-        if rev == self.revision:
+        if rev == self.revision and not force:
             return False
         rev, config = self.store.load()
         try:
@@ -71,6 +72,15 @@ class ExperimentPlatform:
         self.assigner = LayeredAssigner(config, self.strategies)
         self.config, self.revision = config, rev
         return True
+
+    def check_strategies(self, new: StrategyFile) -> None:
+        """Refuse a strategy change a live experiment could no longer serve (a variant whose
+        params no longer derive a valid strategy from the changed one)."""
+        try:
+            self.config.check(new)
+        except ExperimentError as exc:
+            raise ExperimentError(f"experiments.{exc.field}",
+                                  f"a live experiment would break: {exc.message}", 409) from None
 
     # -- experiments ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tuijian.rank.deployed import FEATURES, MANIFEST, DeployedModel
-from tuijian.rank.model_registry import ModelStore
+from tuijian.rank.model_registry import ModelStore, RegistryError
 from tuijian.rank.models.base import ModelFileError
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class LiveModels:
                  old.version if old else "none")
         try:
             self.store.mark_serving(name, new.version)
-        except OSError:
+        except Exception:  # a registry hiccup must not undo the swap
             log.warning("could not record that %s %s serves", name, new.version, exc_info=True)
         if self.metrics is not None:
             if old is not None:
@@ -142,7 +142,7 @@ class LiveModels:
                   f"{serving} keeps serving" if serving else "no version serves")
         try:
             self.store.reject(name, version, reason)
-        except OSError:  # e.g. the version was pruned while loading
+        except (OSError, RegistryError):  # e.g. the version was pruned while loading
             log.warning("could not mark %s %s rejected", name, version, exc_info=True)
         if self.metrics is not None:
             self.metrics.model_load_failures.labels(name, failure_reason(exc)).inc()

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -60,6 +61,8 @@ class VersionEntry:
     objective: str | None
     trained_at: float | None
     auc: float | None
+    deployed_at: float | None = None
+    actor: str | None = None  # who deployed it (kept by the metadata-backed registry)
 
 
 class ModelStore(Protocol):
@@ -78,15 +81,15 @@ class ModelStore(Protocol):
 
     def path(self, name: str, version: str) -> Path: ...
 
-    def deploy(self, src_dir: Path, name: str) -> str:
+    def deploy(self, src_dir: Path, name: str, actor: str = "cli") -> str:
         """Publish a copy of a model directory as a new version and make it CURRENT."""
         ...
 
-    def rollback(self, name: str, to: str | None = None) -> str:
+    def rollback(self, name: str, to: str | None = None, actor: str = "cli") -> str:
         """Point CURRENT at `to`, by default the newest usable version before CURRENT."""
         ...
 
-    def reject(self, name: str, version: str, reason: str) -> None: ...
+    def reject(self, name: str, version: str, reason: str, actor: str = "loader") -> None: ...
 
     def rejection(self, name: str, version: str) -> str | None: ...
 
@@ -95,6 +98,8 @@ class ModelStore(Protocol):
     def serving(self, name: str) -> str | None: ...
 
     def entries(self) -> list[VersionEntry]: ...
+
+    def close(self) -> None: ...
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -120,8 +125,36 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def rollback_target(name: str, versions: list[str], current: str | None, to: str | None,
+                    rejection: Callable[[str], str | None]) -> str:
+    """The version a rollback points CURRENT at: `to` if usable, else the newest usable
+    version before CURRENT."""
+    if not versions:
+        raise RegistryError(f"no model named {name!r} is deployed")
+    if to is not None:
+        if to not in versions:
+            raise RegistryError(f"{name} has no version {to!r} "
+                                f"(versions: {', '.join(versions)})")
+        reason = rejection(to)
+        if reason is not None:
+            raise RegistryError(f"{name} {to} was rejected ({reason}); deploy a fixed "
+                                "model instead")
+        return to
+    older = versions[:versions.index(current)] if current in versions else versions
+    usable = [v for v in older if rejection(v) is None]
+    if not usable:
+        raise RegistryError(f"{name} has no usable version before {current}")
+    return usable[-1]
+
+
+def version_number(version: str) -> int:
+    return int(version[1:])
+
+
 class ModelRegistry:
-    """The directory-backed ModelStore."""
+    """The directory-backed ModelStore: entries are the directories and their markers (the
+    embedded default). SqlModelRegistry keeps the same files with the entries in the
+    metadata database."""
 
     def __init__(self, root: Path, keep: int = KEEP) -> None:
         self.root = root
@@ -134,6 +167,13 @@ class ModelRegistry:
                       if p.is_dir() and NAME_RE.match(p.name))
 
     def versions(self, name: str) -> list[str]:
+        return self._published(name)
+
+    def close(self) -> None:
+        """Nothing is held open: every call reads the files afresh."""
+
+    def _published(self, name: str) -> list[str]:
+        """The version directories, oldest first."""
         base = self.root / name
         if not base.is_dir():
             return []
@@ -148,7 +188,7 @@ class ModelRegistry:
     def path(self, name: str, version: str) -> Path:
         return self.root / name / version
 
-    def deploy(self, src_dir: Path, name: str) -> str:
+    def deploy(self, src_dir: Path, name: str, actor: str = "cli") -> str:
         if not NAME_RE.match(name):
             raise RegistryError(f"model name {name!r} must match {NAME_RE.pattern}")
         if not (src_dir / MANIFEST).is_file():
@@ -168,15 +208,19 @@ class ModelRegistry:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _write_atomic(base / CURRENT, version)
+        self._register(name, version, actor)
         self._prune(name)
         return version
+
+    def _register(self, name: str, version: str, actor: str) -> None:
+        """Make a published version CURRENT."""
+        _write_atomic(self.root / name / CURRENT, version)
 
     def _publish(self, base: Path, tmp: Path) -> str:
         """Rename the copy to the next free version. A rename onto an existing (non-empty)
         version fails, so two concurrent deploys cannot both claim one number."""
         while True:
-            last = self.versions(base.name)
+            last = self._published(base.name)
             n = int(last[-1][1:]) + 1 if last else 1
             version = f"v{n:04d}"
             try:
@@ -188,30 +232,13 @@ class ModelRegistry:
             fsync_dir(base)
             return version
 
-    def rollback(self, name: str, to: str | None = None) -> str:
-        versions = self.versions(name)
-        if not versions:
-            raise RegistryError(f"no model named {name!r} is deployed")
-        current = self.current(name)
-        if to is not None:
-            if to not in versions:
-                raise RegistryError(f"{name} has no version {to!r} "
-                                    f"(versions: {', '.join(versions)})")
-            reason = self.rejection(name, to)
-            if reason is not None:
-                raise RegistryError(f"{name} {to} was rejected ({reason}); deploy a fixed "
-                                    "model instead")
-            target = to
-        else:
-            older = versions[:versions.index(current)] if current in versions else versions
-            usable = [v for v in older if self.rejection(name, v) is None]
-            if not usable:
-                raise RegistryError(f"{name} has no usable version before {current}")
-            target = usable[-1]
+    def rollback(self, name: str, to: str | None = None, actor: str = "cli") -> str:
+        target = rollback_target(name, self.versions(name), self.current(name), to,
+                                 lambda v: self.rejection(name, v))
         _write_atomic(self.root / name / CURRENT, target)
         return target
 
-    def reject(self, name: str, version: str, reason: str) -> None:
+    def reject(self, name: str, version: str, reason: str, actor: str = "loader") -> None:
         _write_atomic(self.path(name, version) / REJECTED, reason)
 
     def rejection(self, name: str, version: str) -> str | None:
@@ -234,8 +261,9 @@ class ModelRegistry:
                 reason = self.rejection(name, version)
                 status: Status = ("rejected" if reason is not None
                                   else "serving" if version == serving else "available")
+                path = self.path(name, version)
                 rows.append(VersionEntry(name, version, version == current, status, reason,
-                                         *self._summary(self.path(name, version))))
+                                         *self._summary(path), deployed_at=_mtime(path)))
         return rows
 
     @staticmethod
@@ -262,12 +290,14 @@ class ModelRegistry:
 
         return text("kind"), text("objective"), number(raw.get("trained_at")), number(auc)
 
-    def _prune(self, name: str) -> None:
+    def _prune(self, name: str) -> list[str]:
+        """Delete all but the newest `keep` versions (CURRENT and SERVING stay); returns
+        the versions deleted."""
         base = self.root / name
         protected = {self.current(name), self.serving(name)}
-        for old in self.versions(name)[:-self.keep]:
-            if old not in protected:
-                shutil.rmtree(base / old, ignore_errors=True)
+        pruned = [old for old in self.versions(name)[:-self.keep] if old not in protected]
+        for old in pruned:
+            shutil.rmtree(base / old, ignore_errors=True)
         cutoff = time.time() - STALE_TMP_S
         for tmp in base.glob(".tmp-*"):
             try:
@@ -275,3 +305,21 @@ class ModelRegistry:
                     shutil.rmtree(tmp, ignore_errors=True)
             except FileNotFoundError:
                 pass
+        return pruned
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def open_model_registry(root: Path, metadata_url: str = "") -> ModelStore:
+    """The model registry over `root`: its entries in the metadata database when a metadata
+    URL is configured (every replica then agrees on CURRENT), else in the directory."""
+    if not metadata_url:
+        return ModelRegistry(root)
+    from tuijian.rank.model_registry_sql import SqlModelRegistry
+
+    return SqlModelRegistry(root, metadata_url)

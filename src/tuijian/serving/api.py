@@ -41,6 +41,7 @@ from tuijian.serving.schemas import (
     UsersIn,
 )
 from tuijian.serving.service import Service
+from tuijian.serving.strategies_api import strategies_router
 
 log = logging.getLogger(__name__)
 MODEL_POLL_S = 5.0
@@ -115,6 +116,7 @@ def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> 
     app.include_router(experiments_router(service), dependencies=read)
     app.include_router(analytics_router(service), dependencies=read)
     app.include_router(alarms_router(service), dependencies=read)
+    app.include_router(strategies_router(service), dependencies=admin)
 
     @app.post("/v1/recommend", response_model=RecommendOut, tags=["recommend"],
               dependencies=read)
@@ -262,10 +264,15 @@ async def _features_loop(service: Service) -> None:
 
 
 async def _experiments_loop(service: Service) -> None:
-    """Pick up experiment changes made anywhere (page, CLI, another replica) within about
-    a second: one indexed read per poll, a recompile only when the revision moved."""
+    """Pick up strategy and experiment changes made anywhere (page, CLI, another replica)
+    within about a second: one indexed read each per poll, a reload only when a revision
+    moved."""
     while True:
         await asyncio.sleep(EXPERIMENT_POLL_S)
+        try:
+            await asyncio.to_thread(service.live_strategies.refresh)
+        except Exception:
+            log.exception("reading strategies failed; keeping the ones serving")
         try:
             await asyncio.to_thread(service.experiments.refresh)
         except Exception:

@@ -34,7 +34,7 @@ from tuijian.analytics.funnel import FunnelQuery, connect, funnel, live_facts
 from tuijian.analytics.monitor import AlarmBoard, StreamMonitor
 from tuijian.analytics.store import ParquetCubeStore
 from tuijian.analytics.stream import MinuteCube
-from tuijian.config import PLACEHOLDER_SECRETS, Settings, StrategyFile, load_strategies
+from tuijian.config import PLACEHOLDER_SECRETS, Settings, StrategyFile
 from tuijian.data.columnar import ColumnStore
 from tuijian.data.eventlog import EventLog
 from tuijian.data.exposures import ExposureWriter
@@ -54,7 +54,7 @@ from tuijian.jobs.build import restore_counters, restore_creatives, restore_prof
 from tuijian.jobs.hot import RecentStats
 from tuijian.jobs.registry import LOADERS
 from tuijian.rank.live_models import LiveModels
-from tuijian.rank.model_registry import ModelRegistry
+from tuijian.rank.model_registry import open_model_registry
 from tuijian.rank.online import OnlineLearner
 from tuijian.rank.signals import default_position_ctr
 from tuijian.recall.base import Catalog
@@ -66,6 +66,7 @@ from tuijian.retrieval.engine import RetrievalEngine
 from tuijian.serving.errors import RequestError
 from tuijian.serving.metrics import Metrics
 from tuijian.serving.pipeline import Pipeline
+from tuijian.strategies.live import LiveStrategies, open_strategies
 
 PROFILE_HISTORY_S = 30 * 86400
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class Service:
         self.settings = settings
         data = settings.data_dir
         (data / "catalog").mkdir(parents=True, exist_ok=True)
-        self.strategies = strategies or load_strategies(settings.strategies)
+        store, rev, self.strategies = open_strategies(settings, strategies)
         self.metrics = Metrics()
         items = ColumnarItemStore.open(*snapshot_and_journal(data, "items"))
         users = UserTable.open(*snapshot_and_journal(data, "users"))
@@ -171,7 +172,8 @@ class Service:
         self.artifacts = ArtifactStore(data)
         self.model_versions: dict[str, str] = {}
         # deployed rank models, read per request with rank_models.get(name)
-        self.rank_models = LiveModels(ModelRegistry(data / "rank_models"), self.metrics)
+        self.rank_models = LiveModels(
+            open_model_registry(data / "rank_models", settings.metadata_url), self.metrics)
         if "hot" in self.reload_models():
             self.rebuild_index(now)
         self.pipeline = Pipeline(self.catalog, self.profiles, self.strategies, self.codec,
@@ -179,6 +181,8 @@ class Service:
         self.experiments = ExperimentPlatform(SqlExperimentStore(settings.experiments_store),
                                               self.strategies, self.pipeline.add_strategy)
         self.pipeline.assigner = self.experiments
+        self.live_strategies = LiveStrategies(store, rev, self.apply_strategies,
+                                              self.experiments.check_strategies)
         self.cube = ParquetCubeStore(data / "cube")  # effect data (`tuijian report --build`)
         # real-time effect data: minute buckets of every stored event, the retention window
         # refilled from the log at start
@@ -222,6 +226,20 @@ class Service:
         self._count(events, results)
         self._learn_clicks(events, results)
         return results
+
+    def apply_strategies(self, new: StrategyFile) -> None:
+        """Serve a newly stored set of strategies: each changed one made servable, scene
+        defaults and filters swapped, experiments re-derived over them. (`filters.
+        shown_memory` and the push settings' consumers read them at start: a restart applies
+        those.)"""
+        cur = self.strategies
+        for stage in ("recall", "rank", "rule", "display"):
+            live: dict[str, Any] = getattr(cur, stage)
+            for sid, strategy in getattr(new, stage).items():
+                if live.get(sid) != strategy:
+                    self.pipeline.add_strategy(stage, sid, strategy)
+        cur.scenes, cur.filters, cur.push = dict(new.scenes), new.filters, new.push
+        self.experiments.refresh(force=True)
 
     def stream_worker(self) -> StreamWorker:
         """The consumer that moves the stream's events into this process's log and state."""
@@ -412,6 +430,8 @@ class Service:
 
     def close(self) -> None:
         self.experiments.store.close()
+        self.live_strategies.store.close()
+        self.rank_models.store.close()
         self.exposures.close()
         if self.event_stream is not None:
             self.event_stream.close()
