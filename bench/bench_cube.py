@@ -10,6 +10,7 @@ import argparse
 import json
 import tempfile
 import time
+from contextlib import closing
 from functools import partial
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tuijian.analytics.build import build_cube
 from tuijian.analytics.funnel import FunnelQuery, funnel, live_facts
 from tuijian.analytics.store import ParquetCubeStore
 from tuijian.data.eventlog import snapshot_sql
+from tuijian.jobs.engine import DuckDBEngine
 
 ITEMS = 100_000
 
@@ -67,15 +69,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         start = time.time() - 86400
         written = write_log(Path(d) / "events", args.events, start)
-        con = duckdb.connect()
         import pyarrow as pa
 
-        con.register("cube_items", pa.table({
+        items = pa.table({
             "item_id": np.arange(1, ITEMS + 1), "line": rng.integers(0, 6, ITEMS),
-            "city": rng.integers(0, 20, ITEMS)}))
+            "city": rng.integers(0, 20, ITEMS)})
+        con = duckdb.connect()
+        con.register("cube_items", items)
         cube = ParquetCubeStore(Path(d) / "cube")
         events = snapshot_sql(Path(d) / "events")
-        res = build_cube(con, cube, events, {1: "recall"}, until=time.time())
+        with closing(DuckDBEngine(events)) as engine:
+            res = build_cube(engine, cube, items, {1: "recall"}, until=time.time())
         t0 = time.perf_counter()
         rows = funnel(con, cube, None, FunnelQuery(["slot", "platform", "exp_recall"]))
         query_s = time.perf_counter() - t0

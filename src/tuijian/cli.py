@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tuijian.cli_creatives import creatives_app
+from tuijian.cli_engine import EngineOpt, batch_engine
 from tuijian.cli_experiments import experiments_app
 from tuijian.cli_models import models_app
 from tuijian.cli_report import report
@@ -132,13 +133,13 @@ def build(data: DataOpt = Path("data")) -> None:
 
 
 @app.command()
-def join(data: DataOpt = Path("data"), as_json: Annotated[bool, typer.Option("--json")] = False
-         ) -> None:
+def join(data: DataOpt = Path("data"), as_json: Annotated[bool, typer.Option("--json")] = False,
+         engine: EngineOpt = None) -> None:
     """Join the event log into samples (samples/samples.parquet) and print the funnel."""
-    from tuijian.data.eventlog import snapshot_sql
     from tuijian.jobs.join import join as run_join
 
-    result = run_join(snapshot_sql(data / "events"), data / "samples")
+    with closing(batch_engine(data, engine)) as batch:
+        result = run_join(batch, data / "samples")
     if as_json:
         print(json.dumps(result, default=float))
         return
@@ -288,10 +289,10 @@ def jobs_run(
     name: Annotated[str, typer.Argument(help="A job name, or 'all'.")],
     data: DataOpt = Path("data"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    engine: EngineOpt = None,
 ) -> None:
     """Run batch jobs over the event log; each publishes a new version that a running server
-    reloads within seconds."""
-    from tuijian.data.eventlog import snapshot_sql
+    reloads within seconds. mf and two_tower read through the engine but train locally."""
     from tuijian.jobs.base import JobContext
     from tuijian.jobs.registry import JOBS
 
@@ -301,14 +302,16 @@ def jobs_run(
         console.print(f"[red]unknown job {unknown[0]!r} (known: {', '.join(JOBS)}, all)[/red]")
         raise typer.Exit(2)
     results = {}
-    for job_name in names:
-        with _progress(job_name) as update:
-            ctx = JobContext(data, snapshot_sql(data / "events"), time.time(),
-                             progress=lambda stage, frac: update(int(frac * 100), 100))
-            t0 = time.perf_counter()
-            artifact = JOBS[job_name].run(ctx)
-            update(100, 100)
-        results[job_name] = {**artifact.meta(), "seconds": round(time.perf_counter() - t0, 2)}
+    with closing(batch_engine(data, engine)) as batch:
+        for job_name in names:
+            with _progress(job_name) as update:
+                ctx = JobContext(data, batch, time.time(),
+                                 progress=lambda stage, frac: update(int(frac * 100), 100))
+                t0 = time.perf_counter()
+                artifact = JOBS[job_name].run(ctx)
+                update(100, 100)
+            results[job_name] = {**artifact.meta(),
+                                 "seconds": round(time.perf_counter() - t0, 2)}
     if as_json:
         print(json.dumps(results, default=str))
     else:
@@ -411,9 +414,9 @@ def train(
     """Train a ranking model from the joined logs (exposure → click → conversion → dwell)."""
     import pyarrow.parquet as pq
 
-    from tuijian.data.eventlog import snapshot_sql
     from tuijian.data.items import ColumnarItemStore
     from tuijian.data.users import UserTable
+    from tuijian.jobs.engine import DuckDBEngine
     from tuijian.jobs.join import join as run_join
     from tuijian.rank.features.spec import load_features
     from tuijian.rank.training import TrainOptions, load_rows
@@ -427,7 +430,8 @@ def train(
         if objective not in ("click", "convert", "dwell") or cvr_mode not in ("clicks", "esmm"):
             raise ValueError(f"objective {objective!r} / cvr mode {cvr_mode!r} unknown")
         config = load_features(features) if features else None
-        joined = run_join(snapshot_sql(data / "events"), data / "samples")
+        with closing(DuckDBEngine.over_log(data / "events")) as batch:
+            joined = run_join(batch, data / "samples")
         store = ColumnarItemStore.open(*snapshot_and_journal(data, "items"))
         users = UserTable.open(*snapshot_and_journal(data, "users"))
         rows = load_rows(pq.read_table(joined["path"]), store, users)

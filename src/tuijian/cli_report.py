@@ -5,6 +5,7 @@ first rebuilds the offline cube from the event log."""
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -13,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from tuijian.cli_engine import EngineOpt, batch_engine
 
 if TYPE_CHECKING:
     from tuijian.analytics.funnel import Query
@@ -39,6 +42,7 @@ def report(
         "--format", help="Daily report format: json, csv (default) or html.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write the daily report to this file (default stdout).")] = None,
+    engine: EngineOpt = None,
 ) -> None:
     """The funnel by any dimensions: exposures, clicks, conversions, dwell, users, CTR, CVR;
     with --daily, a day's report as CSV, JSON or a self-contained HTML file."""
@@ -58,7 +62,7 @@ def report(
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
-    query = _open_funnel(data, items, build)
+    query = _open_funnel(data, items, build, engine)
     if day is not None:
         from tuijian.analytics.alarms import check_day
         from tuijian.data.eventlog import quarantine_snapshot_sql, snapshot_sql
@@ -85,11 +89,12 @@ def report(
     Console().print(table)
 
 
-def _open_funnel(data: Path, items: ItemFeatureCenter, build: bool) -> Query:
+def _open_funnel(data: Path, items: ItemFeatureCenter, build: bool, engine: str | None
+                 ) -> Query:
     """The funnel over the data directory's offline cube and event log, as the server runs
-    it; `build` first rebuilds the cube."""
+    it; `build` first rebuilds the cube on the batch engine."""
     from tuijian.analytics.build import build_cube
-    from tuijian.analytics.funnel import connect, funnel, live_facts
+    from tuijian.analytics.funnel import connect, funnel, items_table, live_facts
     from tuijian.analytics.store import ParquetCubeStore
     from tuijian.cli_experiments import open_platform
     from tuijian.data.eventlog import snapshot_sql
@@ -99,10 +104,11 @@ def _open_funnel(data: Path, items: ItemFeatureCenter, build: bool) -> Query:
     platform.store.close()
     events = snapshot_sql(data / "events")
     cube = ParquetCubeStore(data / "cube")
-    con = connect(items)
     if build:
-        res = build_cube(con, cube, events, layers)
+        with closing(batch_engine(data, engine)) as batch:
+            res = build_cube(batch, cube, items_table(items), layers)
         console.print(f"cube: {res.facts:,} facts in {res.seconds:.1f} s")
+    con = connect(items)
     return partial(funnel, con, cube, live_facts(events, layers))
 
 

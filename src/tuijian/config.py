@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tuijian.domain import Scene
+from tuijian.jobs.engine import spark_master
 from tuijian.rules.spec import RuleStrategy
 
 PLACEHOLDER_SECRETS = {"", "dev-secret-change-me", "changeme", "secret", "dev-admin-key",
@@ -62,6 +63,9 @@ class Settings(BaseModel):
     # the shared feature centers (items, users, profiles, counters): redis://HOST:PORT/DB?prefix=;
     # empty: in this process, from data_dir. The first process to find it empty seeds it.
     features_url: str = Field("", repr=False)
+    # where batch jobs run: empty or "duckdb" (embedded), "spark" (local[*]), "local[N]", or
+    # spark://HOST:PORT (a cluster, whose executors see data_dir under the same path)
+    batch_engine: str = ""
     # X-API-Key values by scope: admin (experiments, models, items; implies the others),
     # ingest (events), read (recommendations, lookups). Dev mode lets keyless read and
     # ingest requests through; placeholders are refused outside dev mode.
@@ -90,6 +94,7 @@ class Settings(BaseModel):
             value = getattr(self, name)
             if value and not value.startswith(schemes):
                 raise ValueError(f"{name}: expected {shape}")
+        spark_master(self.batch_engine)
         return self
 
     @property

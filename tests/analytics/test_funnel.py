@@ -14,8 +14,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from tuijian.analytics.build import build_cube
-from tuijian.analytics.funnel import FunnelQuery, connect, funnel, live_facts
+from tuijian.analytics.funnel import FunnelQuery, connect, funnel, items_table, live_facts
 from tuijian.cli import app
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.serving.api import create_app
 from tuijian.serving.service import Service
 
@@ -56,14 +57,15 @@ def test_cube_and_live_tail_agree_at_the_seam(traffic: Service) -> None:
                FunnelQuery(["hour"], {"scene": ["feed", "guess_you_like"]}),
                FunnelQuery(["date", "slot", "platform"])]
     before = [traffic.funnel(q) for q in queries]
-    con = connect(traffic.store)
-    result = build_cube(con, traffic.cube, traffic.log.relation_sql(), layers,
-                        until=START + 43_200)
+    engine = DuckDBEngine(traffic.log.relation_sql())
+    items = items_table(traffic.store)
+    result = build_cube(engine, traffic.cube, items, layers, until=START + 43_200)
     assert 0 < result.facts < len(traffic.log)
     assert [traffic.funnel(q) for q in queries] == before
-    build_cube(con, traffic.cube, traffic.log.relation_sql(), layers, until=NOW + 1)
+    build_cube(engine, traffic.cube, items, layers, until=NOW + 1)
     # grouped exactly by a rollup's dimensions with nothing after the build: the rollup
     live = live_facts(traffic.log.relation_sql(), layers)
+    con = connect(traffic.store)
     assert funnel(con, traffic.cube, live, queries[3]) == before[3]
     rollup = traffic.cube.rollup_relation("day_slot_platform")
     assert rollup is not None

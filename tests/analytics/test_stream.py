@@ -9,8 +9,9 @@ import pytest
 
 from tuijian.analytics import monitor, stream
 from tuijian.analytics.build import build_cube
-from tuijian.analytics.funnel import FunnelQuery, connect
+from tuijian.analytics.funnel import FunnelQuery, items_table
 from tuijian.config import Settings
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.jobs.simulate import simulate
 from tuijian.serving.service import Service
 
@@ -29,8 +30,8 @@ def test_a_closed_hour_agrees_exactly_with_the_offline_cube(traffic: Service) ->
     start, end = _closed_hour(traffic)
     assert traffic.stream.fold() > 0  # the listener only queued them
     assert traffic.stream.folded == len(traffic.log)  # every stored event was folded
-    build_cube(connect(traffic.store), traffic.cube, traffic.log.relation_sql(),
-               traffic.experiment_layers(), until=NOW + 1)
+    build_cube(DuckDBEngine(traffic.log.relation_sql()), traffic.cube,
+               items_table(traffic.store), traffic.experiment_layers(), until=NOW + 1)
     for dims in DIMS:
         q = FunnelQuery(dims, start=start, end=end)
         offline = traffic.funnel(q)

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tuijian.data.eventlog import EventLog, snapshot_sql
+from tuijian.data.eventlog import EventLog
 from tuijian.data.vocab import CITY_NAMES
 from tuijian.domain import Event, RecommendRequest, Scene
 from tuijian.jobs.association import AssociationJob
 from tuijian.jobs.base import JobContext
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.recall.association import AssociationSource
 from tuijian.recall.base import RecallContext
 from tuijian.serving.service import Service
@@ -35,7 +36,7 @@ def test_co_clicks_within_sessions_with_time_decay(tmp_path: Path) -> None:
             # sessions split by the gap: 4 then 5 three days apart is no co-click
             ("e", 4, NOW - 4 * DAY), ("e", 5, NOW - DAY),
         ])
-    ctx = JobContext(tmp_path, snapshot_sql(tmp_path / "events"), NOW,
+    ctx = JobContext(tmp_path, DuckDBEngine.over_log(tmp_path / "events"), NOW,
                      params={"min_support": 0.01})
     artifact = AssociationJob().run(ctx)
     t = artifact.table("neighbors").to_pylist()
@@ -55,7 +56,8 @@ async def test_service_reloads_published_versions_and_recalls_from_them(
     with EventLog(data / "jobtmp") as log:  # a separate log: the service owns its own
         _clicks(log, [("x", a, NOW - 60), ("x", b, NOW - 30), ("y", a, NOW - 90),
                       ("y", b, NOW - 80), ("y", c, NOW - 70)])
-    ctx = JobContext(data, snapshot_sql(data / "jobtmp"), NOW, params={"min_support": 0.01})
+    ctx = JobContext(data, DuckDBEngine.over_log(data / "jobtmp"), NOW,
+                     params={"min_support": 0.01})
     AssociationJob().run(ctx)
     assert service.reload_models() == ["association"]
     assert service.reload_models() == []  # same version: nothing to do

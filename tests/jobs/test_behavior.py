@@ -2,9 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from tuijian.data.eventlog import EventLog, snapshot_sql
+from tuijian.data.eventlog import EventLog
 from tuijian.domain import Event
 from tuijian.jobs.behavior import behavior_matrix
+from tuijian.jobs.engine import DuckDBEngine
 
 NOW = 1_800_000_000.0
 
@@ -19,7 +20,7 @@ def test_actions_weigh_by_intent_and_fade_with_age(tmp_path: Path) -> None:
             Event("5", "exposure", "b", 30, NOW),  # exposures are not interactions
             Event("6", "dwell", "b", 20, NOW, dwell_s=30),
         ])
-    m = behavior_matrix(snapshot_sql(tmp_path / "ev"), NOW)
+    m = behavior_matrix(DuckDBEngine.over_log(tmp_path / "ev"), NOW)
     assert m.user_ids == ["a", "b"] and m.item_ids.tolist() == [10, 20]
     dense = m.X.toarray()
     assert dense[0, 0] == pytest.approx(1 + 4)  # click + call

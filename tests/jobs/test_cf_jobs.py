@@ -6,9 +6,9 @@ import asyncio
 
 import numpy as np
 
-from tuijian.data.eventlog import snapshot_sql
 from tuijian.domain import RecommendRequest, Scene
 from tuijian.jobs.base import JobContext
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.jobs.registry import JOBS
 from tuijian.jobs.simulate import simulate
 from tuijian.recall.base import RecallContext
@@ -21,7 +21,7 @@ from ..conftest import NOW
 def test_cf_jobs_publish_and_their_sources_recall(service: Service) -> None:
     data = service.settings.data_dir
     simulate(service, data / "generated", NOW - 86400, 1.0, 600, seed=4)
-    ctx = JobContext(data, snapshot_sql(data / "events"), NOW)
+    ctx = JobContext(data, DuckDBEngine.over_log(data / "events"), NOW)
     for name in ("item_cf", "user_cf", "mf", "two_tower"):
         ctx.params = {"epochs": 2} if name == "two_tower" else {}
         meta = JOBS[name].run(ctx).meta()

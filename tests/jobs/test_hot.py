@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from tuijian.data.eventlog import EventLog, snapshot_sql
+from tuijian.data.eventlog import EventLog
 from tuijian.domain import Event
 from tuijian.jobs.base import JobContext
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.jobs.hot import HotJob, RecentStats
 from tuijian.serving.service import Service
 
@@ -26,7 +27,7 @@ def test_recent_clicks_lift_an_item_and_old_ones_do_not(service: Service) -> Non
                            exposure_id=f"l{u}{item}", position=5)]
     with EventLog(data / "hotlog") as log:
         log.append(rows)
-    artifact = HotJob().run(JobContext(data, snapshot_sql(data / "hotlog"), NOW))
+    artifact = HotJob().run(JobContext(data, DuckDBEngine.over_log(data / "hotlog"), NOW))
     stats = RecentStats.from_table(artifact.table("items"), service.store)
     assert stats.uv[100] == 5 and stats.clicks[100] == 5 and stats.pv[100] == 5
     assert stats.uv[101] == 0 and stats.pv[101] == 0  # outside the 7-day window

@@ -4,7 +4,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from tuijian.config import Settings
-from tuijian.data.eventlog import snapshot_sql
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.jobs.join import join
 from tuijian.jobs.simulate import simulate
 from tuijian.serving.service import Service
@@ -22,7 +22,7 @@ def test_simulation_logs_events_that_join_and_restore(service: Service) -> None:
     truth = pq.read_table(next((data / "sim").glob("truth-*.parquet")))
     assert truth.num_rows == s.exposures
     assert truth.column("clicked").to_numpy().sum() == s.clicks
-    out = join(snapshot_sql(service.log.root), data / "samples")
+    out = join(DuckDBEngine.over_log(service.log.root), data / "samples")
     assert out["samples"] == s.exposures and out["unmatched_clicks"] == 0
     got = duckdb.sql(f"SELECT sum(click), sum(convert) FROM '{out['path']}'").fetchall()[0]
     assert got == (s.clicks, s.conversions)

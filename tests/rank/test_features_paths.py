@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from tuijian.data.eventlog import snapshot_sql
 from tuijian.domain import RecommendRequest, Scene
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.jobs.join import join
 from tuijian.jobs.simulate import simulate
 from tuijian.rank.features.featureset import FeatureSet
@@ -41,7 +41,7 @@ def test_one_logged_request_gives_identical_rows_online_and_offline(
     service.pipeline.log_exposures(rec, range(len(rec.cands)))
     service.exposures.flush()
 
-    out = join(snapshot_sql(service.log.root), data / "samples")
+    out = join(DuckDBEngine.over_log(service.log.root), data / "samples")
     samples = pq.read_table(out["path"])
     mine = samples.filter(np.asarray(samples.column("exposure_id").to_numpy(zero_copy_only=False)
                                      == rec.exposure_id))

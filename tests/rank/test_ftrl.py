@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tuijian.data.eventlog import snapshot_sql
 from tuijian.domain import Event, EventStatus, EventType, FloatArray, RecommendRequest, Scene
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.jobs.join import join
 from tuijian.jobs.simulate import simulate
 from tuijian.rank.deployed import DeployedModel, Manifest
@@ -231,7 +231,7 @@ def test_service_learns_a_click_from_the_event_stream(service: Service) -> None:
     data = service.settings.data_dir
     simulate(service, data / "generated", NOW - 86400, 0.5, 300, seed=11)
     service.exposures.flush()
-    samples = pq.read_table(join(snapshot_sql(service.log.root), data / "samples")["path"])
+    samples = pq.read_table(join(DuckDBEngine.over_log(service.log.root), data / "samples")["path"])
     raw = offline_inputs(samples, service.store, service.profiles.table)
     keep = np.flatnonzero(raw["known_item"] & raw["has_snapshot"] & (raw["ctx_position"] >= 0))
     raw = {k: v[keep] for k, v in raw.items()}

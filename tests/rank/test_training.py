@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from tuijian.cli import app
 from tuijian.config import ConfigError, Settings, load_strategies
-from tuijian.data.eventlog import snapshot_sql
 from tuijian.domain import RecommendRequest, Scene
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.jobs.join import join
 from tuijian.jobs.simulate import simulate
 from tuijian.rank.deployed import DeployedModel, correct_sampling
@@ -42,7 +42,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory, generated: Path) -> Path:
     svc = Service(Settings(data_dir=data), now=NOW - 3 * 86400)
     try:
         simulate(svc, data / "generated", NOW - 3 * 86400, 2.0, 1500, seed=21)
-        join(snapshot_sql(svc.log.root), data / "samples")
+        join(DuckDBEngine.over_log(svc.log.root), data / "samples")
     finally:
         svc.close()
     return data

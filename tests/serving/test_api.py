@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
-from tuijian.data.eventlog import snapshot_sql
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.jobs.join import join
 from tuijian.serving.api import create_app
 from tuijian.serving.service import Service
@@ -56,7 +56,7 @@ def test_recommend_click_convert_join_finds_the_labelled_sample(
     again = client.post("/v1/events", json={"events": events[:1]}).json()["results"]
     assert again[0]["status"] == "duplicate"
     service.exposures.flush()
-    out = join(snapshot_sql(service.log.root), service.settings.data_dir / "samples")
+    out = join(DuckDBEngine.over_log(service.log.root), service.settings.data_dir / "samples")
     assert out["samples"] == 10 and out["unmatched_clicks"] == 0
     rows = duckdb.sql(
         f"SELECT position, click, convert, convert_call, dwell_s, recall_id, source "

@@ -1,15 +1,18 @@
 """The offline cube build: the event log's facts up to a cut-off, materialized with the
-declared rollups (`tuijian report --build`, the `cube` step of `make run`)."""
+declared rollups (`tuijian report --build`, the `cube` step of `make run`), on any batch
+engine."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-import duckdb
+import pyarrow as pa
 
-from tuijian.analytics.funnel import live_facts
+from tuijian.analytics.cube import facts_sql
+from tuijian.analytics.funnel import ITEMS_VIEW
 from tuijian.analytics.store import CubeStore
+from tuijian.jobs.engine import EVENTS, Engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,11 +22,13 @@ class BuildResult:
     seconds: float
 
 
-def build_cube(con: duckdb.DuckDBPyConnection, cube: CubeStore, events_sql: str,
+def build_cube(engine: Engine, cube: CubeStore, items: pa.Table,
                experiment_layers: dict[int, str], until: float | None = None) -> BuildResult:
-    """`con` has the catalog view registered (funnel.connect)."""
+    """The facts of the engine's event log up to `until`; `items` is the catalog's columns
+    that dimensions read (funnel.items_table)."""
     until = time.time() if until is None else until
     t0 = time.perf_counter()
-    query = f"SELECT * FROM ({live_facts(events_sql, experiment_layers)}) WHERE ts < {until!r}"
-    n = cube.replace(con, query, until)
+    engine.register(ITEMS_VIEW, items)
+    facts = facts_sql(EVENTS, f"SELECT * FROM {ITEMS_VIEW}", experiment_layers, engine.dialect)
+    n = cube.replace(engine, f"SELECT * FROM ({facts}) AS f WHERE ts < {until!r}", until)
     return BuildResult(n, until, time.perf_counter() - t0)

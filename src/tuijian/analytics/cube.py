@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from tuijian.data.vocab import CITY_NAMES, CONVERT_SUBTYPES, LINES
 from tuijian.experiments.model import LAUNCH, STAGES
+from tuijian.jobs.engine import DUCKDB, Dialect
 
 # the business day starts at local midnight: dates and hours are in this UTC offset
 UTC_OFFSET_H = 8
@@ -63,17 +64,22 @@ class Measure:
         return self.bucket_sql is None
 
 
-def _names(codes: tuple[str, ...]) -> str:
-    """SQL: a code column → its name (a list literal indexed from 1)."""
-    return "[" + ", ".join("'" + c.replace("'", "''") + "'" for c in codes) + "]"
+def _names(codes: tuple[str, ...], column: str) -> str:
+    """SQL: a code column → its name (a CASE, which every engine spells the same)."""
+    whens = " ".join(f"WHEN {i} THEN '" + c.replace("'", "''") + "'"
+                     for i, c in enumerate(codes))
+    return f"CASE {column} {whens} END"
 
 
-_LOCAL = f"make_timestamp(CAST((ev.ts + {UTC_OFFSET_H * 3600}) * 1e6 AS BIGINT))"
+# local wall time from epoch seconds by arithmetic, which every engine spells the same
+_LOCAL_S = f"(ev.ts + {UTC_OFFSET_H * 3600})"
 
 DIMENSIONS: tuple[Dimension, ...] = (
-    Dimension("date", f"CAST({_LOCAL} AS DATE)", f"local date (UTC+{UTC_OFFSET_H})"),
-    Dimension("hour", f"hour({_LOCAL})", "local hour of day, 0-23"),
-    Dimension("line", f"{_names(LINES)}[items.line + 1]", "the item's business line"),
+    Dimension("date", f"DATE '1970-01-01' + CAST(floor({_LOCAL_S} / 86400) AS INTEGER)",
+              f"local date (UTC+{UTC_OFFSET_H})"),
+    Dimension("hour", f"CAST(floor({_LOCAL_S} / 3600) AS BIGINT) % 24",
+              "local hour of day, 0-23"),
+    Dimension("line", _names(LINES, "items.line"), "the item's business line"),
     Dimension("platform", "ev.platform", "client platform: android, ios, web, m"),
     Dimension("slot", "coalesce(ev.slot, ev.scene)", "the client placement (else the scene)"),
     Dimension("scene", "ev.scene", "the scene"),
@@ -83,7 +89,7 @@ DIMENSIONS: tuple[Dimension, ...] = (
     Dimension("rule_id", "ev.rule_id", "rule strategy id"),
     Dimension("display_id", "ev.display_id", "display strategy id"),
     Dimension("creative", "ev.creative", "the photo shown"),
-    Dimension("city", f"{_names(CITY_NAMES)}[items.city + 1]", "the item's city"),
+    Dimension("city", _names(CITY_NAMES, "items.city"), "the item's city"),
     *(Dimension(f"exp_{layer}", f"ev.exp_{layer}", f"experiment:variant in the {layer} layer")
       for layer in (*STAGES, LAUNCH)),
 )
@@ -134,22 +140,27 @@ RATIOS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def facts_sql(events_sql: str, items_sql: str, experiment_layers: Mapping[int, str]) -> str:
+def facts_sql(events_sql: str, items_sql: str, experiment_layers: Mapping[int, str],
+              dialect: Dialect = DUCKDB) -> str:
     """One row per event: its timestamp, every dimension, and the columns measures read.
 
     `items_sql` is a relation (item_id, line, city) with codes; `experiment_layers` maps an
-    experiment id to its layer, so each layer's tag becomes its own column."""
-    pairs = ", ".join(f"'{i}': '{layer}'" for i, layer in experiment_layers.items())
-    layer_map = f"MAP {{{pairs}}}" if pairs else "MAP {'': ''}"
-    tags = ",\n".join(
-        f"list_filter(experiments, lambda t: {layer_map}[split_part(t, ':', 1)] = '{layer}'"
-        f")[1] AS exp_{layer}" for layer in (*STAGES, LAUNCH))
+    experiment id to its layer, so each layer's tag (`id:variant`) becomes its own column."""
+    tags = ",\n".join(f"{_layer_tag(experiment_layers, layer, dialect)} AS exp_{layer}"
+                       for layer in (*STAGES, LAUNCH))
     dims = ",\n".join(f"{d.sql} AS {d.name}" for d in DIMENSIONS)
     return f"""
         WITH ev AS (SELECT *, {tags} FROM {events_sql})
         SELECT ev.ts, ev.type, ev.subtype, ev.dwell_s, ev.user_id, ev.position, ev.pctr,
                {dims}
         FROM ev LEFT JOIN ({items_sql}) AS items USING (item_id)"""
+
+
+def _layer_tag(experiment_layers: Mapping[int, str], layer: str, dialect: Dialect) -> str:
+    ids = ", ".join(f"'{i}'" for i, name in experiment_layers.items() if name == layer)
+    if not ids:
+        return "CAST(NULL AS STRING)"
+    return dialect.first("experiments", "t", f"split_part(t, ':', 1) IN ({ids})")
 
 
 def facts_version() -> str:

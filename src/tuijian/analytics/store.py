@@ -1,6 +1,7 @@
 """Where the cube lives. `CubeStore` is the boundary a ClickHouse-compatible store can take over
 behind; `ParquetCubeStore` is the embedded one: facts as Parquet partitioned by local date,
-declared rollups as Parquet per rollup, queried with DuckDB."""
+declared rollups as Parquet per rollup, written by a batch engine (DuckDB or Spark) and queried
+with DuckDB."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
-import duckdb
-
 from tuijian.analytics.cube import DIMENSION, MEASURES, facts_version
+from tuijian.jobs.engine import Engine
 
 # rollups computed at every build: the dashboard's by-day charts read these, not the facts
 ROLLUPS: dict[str, tuple[str, ...]] = {
@@ -24,10 +24,9 @@ ROLLUPS: dict[str, tuple[str, ...]] = {
 
 
 class CubeStore(Protocol):
-    def replace(self, con: duckdb.DuckDBPyConnection, facts_query: str,
-                built_until: float) -> int:
-        """Materialize the facts the query returns (run on `con`) and the rollups, replacing
-        what was stored; returns the number of facts."""
+    def replace(self, engine: Engine, facts_query: str, built_until: float) -> int:
+        """Materialize the facts the query returns (run on `engine`) and the rollups,
+        replacing what was stored; returns the number of facts."""
         ...
 
     def facts_relation(self) -> str | None:
@@ -47,18 +46,15 @@ class ParquetCubeStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def replace(self, con: duckdb.DuckDBPyConnection, facts_query: str,
-                built_until: float) -> int:
+    def replace(self, engine: Engine, facts_query: str, built_until: float) -> int:
         tmp = self.root.with_name(self.root.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "rollups").mkdir(parents=True)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE facts AS {facts_query}")
-        n = int(con.execute("SELECT count(*) FROM facts").fetchall()[0][0])
-        con.execute(f"COPY facts TO {_q(tmp / 'facts')} "
-                    "(FORMAT parquet, PARTITION_BY (date), OVERWRITE_OR_IGNORE)")
+        n = engine.materialize("facts", facts_query)
+        engine.write_parquet("SELECT * FROM facts", tmp / "facts", partition_by="date")
         for name, dims in ROLLUPS.items():
-            con.execute(f"COPY ({aggregate_sql('facts', list(dims))}) TO "
-                        f"{_q(tmp / 'rollups' / f'{name}.parquet')} (FORMAT parquet)")
+            engine.write_parquet(aggregate_sql("facts", list(dims)),
+                                 tmp / "rollups" / f"{name}.parquet")
         (tmp / "meta.json").write_text(json.dumps({"built_until": built_until, "facts": n,
                                                    "version": facts_version()}))
         # swap whole directories: a reader sees the old cube or the new one, never half

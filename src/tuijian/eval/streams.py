@@ -13,16 +13,18 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from tuijian.data.eventlog import EventLog, snapshot_sql
+from tuijian.data.eventlog import EventLog
 from tuijian.domain import Event, IntArray
 from tuijian.jobs.association import AssociationJob
 from tuijian.jobs.base import JobContext
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.recall.item_cf_realtime import RealtimeItemCF
 from tuijian.recall.neighbors import Neighbors, NeighborTable, walk
 
@@ -53,8 +55,8 @@ def _association(users: IntArray, items: IntArray, ts: IntArray, n_items: int) -
                                                           ts.tolist(), strict=True))])
         now = float(ts.max()) + 1.0
         params = {"window_days": 1e5, "half_life_days": 30.0, "min_support": 0.01, "k": 100}
-        artifact = AssociationJob().run(JobContext(root, snapshot_sql(root / "events"), now,
-                                                   params=params))
+        with closing(DuckDBEngine.over_log(root / "events")) as engine:
+            artifact = AssociationJob().run(JobContext(root, engine, now, params=params))
         table: pa.Table = artifact.table("neighbors")
         return NeighborTable.from_table(table, _DenseIds(n_items))  # type: ignore[arg-type]
 

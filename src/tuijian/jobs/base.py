@@ -1,8 +1,9 @@
 """The batch-job boundary: a job reads the event log and publishes a versioned artifact.
 
-Jobs read the log through DuckDB over its segment files (never taking the serving process's
-lock), so `tuijian jobs run` works beside a running server, which then picks the new version up
-without a restart. A job is one module plus one line in `jobs/registry.py`.
+Jobs read the log through an `Engine` (embedded DuckDB or Spark) over its segment files (never
+taking the serving process's lock), so `tuijian jobs run` works beside a running server, which
+then picks the new version up without a restart. A job is one module plus one line in
+`jobs/registry.py`, its SQL written once for every engine.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 
 from tuijian.data.items import ItemFeatureCenter
 from tuijian.jobs.artifacts import Artifact, ArtifactStore
+from tuijian.jobs.engine import Engine
 
 Progress = Callable[[str, float], None]
 
@@ -21,7 +23,7 @@ Progress = Callable[[str, float], None]
 @dataclass(slots=True)
 class JobContext:
     data_dir: Path
-    events_sql: str  # a DuckDB table expression over the event log
+    engine: Engine  # holds the event log as the view `events`
     now: float
     params: dict[str, Any] = field(default_factory=dict)
     progress: Progress = lambda stage, frac: None  # noqa: E731

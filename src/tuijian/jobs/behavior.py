@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import scipy.sparse as sp
 
 from tuijian.domain import IntArray
+from tuijian.jobs.engine import Engine
 
 ACTION_WEIGHTS: dict[str, float] = {"click": 1.0, "favorite": 2.0, "share": 2.0, "chat": 3.0,
                                     "call": 4.0}
@@ -30,21 +30,22 @@ class BehaviorMatrix:
         return {u: i for i, u in enumerate(self.user_ids)}
 
 
-def behavior_matrix(events_sql: str, now: float, window_days: float = 60.0,
+def behavior_matrix(engine: Engine, now: float, window_days: float = 60.0,
                     half_life_days: float = 30.0) -> BehaviorMatrix:
     weights = " ".join(f"WHEN '{k}' THEN {v}" for k, v in ACTION_WEIGHTS.items())
     sql = f"""
         SELECT user_id, item_id,
                sum((CASE CASE WHEN type = 'convert' THEN subtype ELSE type END {weights}
                     ELSE 0 END) * pow(2.0, -({now} - ts) / {half_life_days * 86_400.0})) AS w
-        FROM {events_sql}
+        FROM events
         WHERE type IN ('click', 'convert') AND ts >= {now - window_days * 86_400.0}
           AND ts <= {now}
-        GROUP BY user_id, item_id HAVING w > 0
+        GROUP BY user_id, item_id
     """
-    cols = duckdb.connect().sql(sql).fetchnumpy()
-    users, rows = np.unique(np.asarray(cols["user_id"], dtype=object), return_inverse=True)
-    items, columns = np.unique(np.asarray(cols["item_id"], np.int64), return_inverse=True)
-    X = sp.csr_matrix((np.asarray(cols["w"], np.float64), (rows, columns)),
+    cols = engine.table(f"SELECT * FROM ({sql}) AS cells WHERE w > 0")
+    users, rows = np.unique(np.asarray(cols.column("user_id").to_pylist(), dtype=object),
+                            return_inverse=True)
+    items, columns = np.unique(cols.column("item_id").to_numpy(), return_inverse=True)
+    X = sp.csr_matrix((cols.column("w").to_numpy().astype(np.float64), (rows, columns)),
                       shape=(len(users), len(items)))
     return BehaviorMatrix(X, [str(u) for u in users], items.astype(np.int64))

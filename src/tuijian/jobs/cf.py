@@ -51,7 +51,7 @@ class ItemCFJob:
 
     def run(self, ctx: JobContext) -> Artifact:
         p = {"similarity": "bm25", "n_neighbors": 100, "k": 50, **ctx.params}
-        m = behavior_matrix(ctx.events_sql, ctx.now)
+        m = behavior_matrix(ctx.engine, ctx.now)
         ctx.progress("fit", 0.2)
         model = create_model("item_cf", similarity=p["similarity"], n_neighbors=p["n_neighbors"])
         model.fit(m.X)
@@ -70,7 +70,7 @@ class UserCFJob:
 
     def run(self, ctx: JobContext) -> Artifact:
         p = {"n_neighbors": 50, "k": 100, **ctx.params}
-        m = behavior_matrix(ctx.events_sql, ctx.now)
+        m = behavior_matrix(ctx.engine, ctx.now)
         ctx.progress("fit", 0.2)
         model = create_model("user_cf", n_neighbors=p["n_neighbors"]).fit(m.X)
         k = int(p["k"])
@@ -95,7 +95,7 @@ class MFJob:
     def run(self, ctx: JobContext) -> Artifact:
         p = {"factors": 64, "regularization": 50.0, "alpha": 10.0, "iterations": 15,
              **ctx.params}
-        m = behavior_matrix(ctx.events_sql, ctx.now)
+        m = behavior_matrix(ctx.engine, ctx.now)
         ctx.progress("fit", 0.2)
         model = create_model("als", **p).fit(m.X)
         item_f = np.asarray(model.item_factors_, np.float32)  # type: ignore[attr-defined]
@@ -116,7 +116,7 @@ class TwoTowerJob:
 
     def run(self, ctx: JobContext) -> Artifact:
         p = {"epochs": 10, "random_state": 42, **ctx.params}
-        m = behavior_matrix(ctx.events_sql, ctx.now)
+        m = behavior_matrix(ctx.engine, ctx.now)
         ctx.progress("fit", 0.2)
         model = create_model("two_tower", **p).fit(m.X)
         items = pa.table({"item_id": pa.array(m.item_ids)})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -48,40 +47,42 @@ class HotJob:
     def run(self, ctx: JobContext) -> Artifact:
         days = float(ctx.params.get("window_days", 7.0))
         since = ctx.now - days * 86_400
-        con = duckdb.connect()
-        con.execute(f"""CREATE TEMP TABLE recent AS SELECT * FROM {ctx.events_sql}
-                        WHERE ts >= {since} AND ts <= {ctx.now}""").fetchall()
-        by_pos = con.sql(f"""
+        engine = ctx.engine
+        engine.materialize("hot_recent", f"""SELECT * FROM events
+                                             WHERE ts >= {since} AND ts <= {ctx.now}""")
+        pair = "exposure_id || '|' || CAST(item_id AS STRING)"
+        by_pos = engine.table(f"""
             SELECT least(coalesce(position, 0), {MAX_POSITION - 1}) AS p,
-                   count(DISTINCT CASE WHEN type = 'exposure' THEN exposure_id || item_id END),
-                   count(DISTINCT CASE WHEN type = 'click' THEN exposure_id || item_id END)
-            FROM recent GROUP BY 1""").fetchall()
+                   count(DISTINCT CASE WHEN type = 'exposure' THEN {pair} END) AS e,
+                   count(DISTINCT CASE WHEN type = 'click' THEN {pair} END) AS c
+            FROM hot_recent GROUP BY 1""")
         exposures, clicks = np.zeros(MAX_POSITION), np.zeros(MAX_POSITION)
-        for p, e, c in by_pos:
-            exposures[p], clicks[p] = e, c
+        p = by_pos.column("p").to_numpy()
+        exposures[p] = by_pos.column("e").to_numpy()
+        clicks[p] = by_pos.column("c").to_numpy()
         prior = clicks.sum() / exposures.sum() if exposures.sum() >= 1000 else None
         curve = position_ctr(clicks, exposures, default_position_ctr(prior) if prior
                              else default_position_ctr())
-        con.register("curve", pa.table({"p": np.arange(MAX_POSITION), "ctr": curve}))
+        engine.register("hot_curve", pa.table({"p": np.arange(MAX_POSITION, dtype=np.int32),
+                                               "ctr": curve}))
         ctx.progress("aggregate", 0.5)
-        parts = con.sql(f"""
+        summed = engine.table(f"""
             WITH e AS (
                 SELECT item_id, least(coalesce(position, 0), {MAX_POSITION - 1}) AS p,
                        count(DISTINCT exposure_id) AS n
-                FROM recent WHERE type = 'exposure' GROUP BY 1, 2)
-            SELECT item_id,
-                   sum(n)::DOUBLE AS pv,
-                   sum(n * ctr) AS expected,
-                   0.0 AS uv, 0.0 AS clicks
-            FROM e JOIN curve USING (p) GROUP BY item_id
-            UNION ALL
-            SELECT item_id, 0.0, 0.0, count(DISTINCT user_id)::DOUBLE,
-                   count(DISTINCT exposure_id)::DOUBLE
-            FROM recent WHERE type = 'click' GROUP BY item_id""").to_arrow_table()
-        con.register("parts", parts)
-        summed = con.sql("""SELECT item_id, sum(pv) AS pv, sum(uv) AS uv, sum(clicks) AS clicks,
-                                   sum(expected) AS expected
-                            FROM parts GROUP BY item_id ORDER BY item_id""").to_arrow_table()
+                FROM hot_recent WHERE type = 'exposure' GROUP BY 1, 2),
+            parts AS (
+                SELECT item_id, CAST(sum(n) AS DOUBLE) AS pv, sum(n * ctr) AS expected,
+                       CAST(0 AS DOUBLE) AS uv, CAST(0 AS DOUBLE) AS clicks
+                FROM e JOIN hot_curve USING (p) GROUP BY item_id
+                UNION ALL
+                SELECT item_id, CAST(0 AS DOUBLE), CAST(0 AS DOUBLE),
+                       CAST(count(DISTINCT user_id) AS DOUBLE),
+                       CAST(count(DISTINCT exposure_id) AS DOUBLE)
+                FROM hot_recent WHERE type = 'click' GROUP BY item_id)
+            SELECT item_id, sum(pv) AS pv, sum(uv) AS uv, sum(clicks) AS clicks,
+                   sum(expected) AS expected
+            FROM parts GROUP BY item_id ORDER BY item_id""")
         return ctx.artifacts.write(self.name, {"items": summed},
                                    {"params": {"window_days": days}, "items": summed.num_rows,
                                     "now": ctx.now})

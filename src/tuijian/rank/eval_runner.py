@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tuijian.config import Settings
-from tuijian.data.eventlog import snapshot_sql
 from tuijian.data.generator import generate_marketplace
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.jobs.join import join
 from tuijian.jobs.simulate import simulate
 from tuijian.rank.datasets import CTR_DATASETS
@@ -76,7 +77,8 @@ def synthetic_data(root: Path, spec: SyntheticSpec, log: Log | None = None) -> P
         if log:
             log(f"simulated {s.requests} requests, {s.exposures} exposures, CTR {s.ctr:.3f} "
                 f"in {time.perf_counter() - t0:.0f} s")
-        join(snapshot_sql(service.log.root), root / "samples")
+        with closing(DuckDBEngine.over_log(service.log.root)) as engine:
+            join(engine, root / "samples")
     finally:
         service.close()
     return root

@@ -14,16 +14,17 @@ import asyncio
 import gc
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tuijian.config import Settings
-from tuijian.data.eventlog import snapshot_sql
 from tuijian.data.generator import generate_marketplace
 from tuijian.domain import RecommendRequest, Scene
 from tuijian.jobs.base import JobContext
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.jobs.registry import JOBS
 from tuijian.jobs.simulate import simulate
 from tuijian.serving.service import Service, settle_heap
@@ -58,9 +59,10 @@ def warm_up(service: Service, data: Path, simulate_requests: int, seed: int) -> 
     returns the users who clicked (the ones every source can serve)."""
     now = time.time()
     simulate(service, data / "generated", now - 86_400, 1.0, simulate_requests, seed)
-    ctx = JobContext(data, snapshot_sql(data / "events"), now)
-    for job in JOBS.values():
-        job.run(ctx)
+    with closing(DuckDBEngine.over_log(data / "events")) as engine:
+        ctx = JobContext(data, engine, now)
+        for job in JOBS.values():
+            job.run(ctx)
     service.reload_models()
     return [u for u in service.profiles.active_users()
             if service.profiles.get(u).recent_clicks]

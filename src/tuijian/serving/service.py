@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from tuijian.analytics import build
 from tuijian.analytics.alarms import Alarm, Thresholds, check_day
-from tuijian.analytics.funnel import FunnelQuery, connect, funnel, live_facts
+from tuijian.analytics.funnel import FunnelQuery, connect, funnel, items_table, live_facts
 from tuijian.analytics.monitor import AlarmBoard, StreamMonitor
 from tuijian.analytics.store import ParquetCubeStore
 from tuijian.analytics.stream import MinuteCube
@@ -51,6 +51,7 @@ from tuijian.experiments.platform import ExperimentPlatform
 from tuijian.experiments.store import SqlExperimentStore
 from tuijian.jobs.artifacts import ArtifactStore
 from tuijian.jobs.build import restore_counters, restore_creatives, restore_profiles
+from tuijian.jobs.engine import DuckDBEngine
 from tuijian.jobs.hot import RecentStats
 from tuijian.jobs.registry import LOADERS
 from tuijian.rank.live_models import LiveModels
@@ -281,13 +282,12 @@ class Service:
         it), on one DuckDB thread so serving keeps the other cores."""
         now = time.time() if now is None else now
         self.exposures.flush()
-        con = connect(self.store)
-        con.execute("SET threads = 1")
+        engine = DuckDBEngine(self.log.relation_sql(), threads=1)
         try:
-            return build.build_cube(con, self.cube, self.log.relation_sql(),
+            return build.build_cube(engine, self.cube, items_table(self.store),
                                     self.experiment_layers(), now - now % 3600)
         finally:
-            con.close()
+            engine.close()
 
     def check_day(self, day: dt.date) -> list[Alarm]:
         """The tracking alarms over one closed local day."""
