@@ -59,8 +59,8 @@ def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_rebuild_loop(service)) if rebuild else None
-        poll = asyncio.create_task(_experiments_loop(service))
+        task = asyncio.create_task(rebuild_loop(service)) if rebuild else None
+        poll = asyncio.create_task(experiments_loop(service))
         loops = [asyncio.create_task(_alarms_loop(service)),
                  asyncio.create_task(_cube_loop(service))] if rebuild else []
         if consume and service.event_stream is not None:
@@ -71,6 +71,9 @@ def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> 
             loop.cancel()
         if task is not None:
             task.cancel()
+        for remote in (service.pipeline.recall_remote, service.pipeline.rank_remote):
+            if remote is not None:
+                await remote.close()
         service.exposures.flush()
 
     app = FastAPI(
@@ -245,7 +248,7 @@ async def _stream_loop(service: Service) -> None:
             await asyncio.sleep(1.0)
 
 
-async def _experiments_loop(service: Service) -> None:
+async def experiments_loop(service: Service) -> None:
     """Pick up experiment changes made anywhere (page, CLI, another replica) within about
     a second: one indexed read per poll, a recompile only when the revision moved."""
     while True:
@@ -282,7 +285,7 @@ async def _alarms_loop(service: Service) -> None:
         await asyncio.sleep(ALARM_CHECK_S)
 
 
-async def _rebuild_loop(service: Service) -> None:
+async def rebuild_loop(service: Service) -> None:
     """Reload job artifacts when a new version is published (every few seconds), refresh
     the hot and region lists from live counters (every build_interval_s), and let an attached
     online learner learn what is due (every few seconds)."""
