@@ -53,24 +53,34 @@ class Faults(grpc.aio.ServerInterceptor):
             response_serializer=handler.response_serializer)
 
 
-async def _serve(service: Service, role: str, faults: Faults | None = None) -> StageServer:
-    return await start_stage_server(service, role, "127.0.0.1:0", background=False,
-                                    interceptors=[faults] if faults else [])
+Serve = Callable[..., Awaitable[StageServer]]
 
 
 @pytest.fixture
-async def remote(service: Service) -> AsyncIterator[dict[str, Faults]]:
-    """The service's pipeline calling recall and rank servers (over this same service, so
-    their answers can be compared with in-process ones), each behind a call counter."""
-    faults = {"recall": Faults(), "rank": Faults()}
-    servers = [await _serve(service, role, faults[role]) for role in ("recall", "rank")]
+async def serve(service: Service) -> AsyncIterator[Serve]:
+    """Starts a stage server over `service` (on a free port, behind `faults` if given) and,
+    with `connect`, points the service's pipeline at it; all stopped and closed after."""
+    started: list[StageServer] = []
     pipe = service.pipeline
-    pipe.recall_remote = RecallClient(f"127.0.0.1:{servers[0].port}", service.store)
-    pipe.rank_remote = RankClient(f"127.0.0.1:{servers[1].port}", service.store)
-    yield faults
+
+    async def start(role: str, faults: Faults | None = None, connect: bool = True
+                    ) -> StageServer:
+        server = await start_stage_server(service, role, "127.0.0.1:0", background=False,
+                                          interceptors=[faults] if faults else [])
+        started.append(server)
+        target = f"127.0.0.1:{server.port}"
+        if connect and role == "recall":
+            pipe.recall_remote = RecallClient(target, service.store)
+        elif connect:
+            pipe.rank_remote = RankClient(target, service.store)
+        return server
+
+    yield start
     for client in (pipe.recall_remote, pipe.rank_remote):
-        await client.close()
-    for server in servers:
+        if client is not None:
+            await client.close()
+    pipe.recall_remote = pipe.rank_remote = None
+    for server in started:
         await server.stop(0)
 
 
@@ -93,12 +103,11 @@ def _budgets(service: Service, recall_s: float, rank_s: float) -> None:
 
 
 async def test_remote_stages_serve_what_the_process_serves(
-        service: Service, remote: dict[str, Faults]) -> None:
+        service: Service, serve: Serve) -> None:
+    """Both servers run over this same service, so every difference is the wire's."""
     _budgets(service, 5.0, 5.0)
     pipe = service.pipeline
     anchor = int(service.store.column("item_id")[5])
-    clients = pipe.recall_remote, pipe.rank_remote
-    pipe.recall_remote = pipe.rank_remote = None
     note = await pipe.recommend(_req(Scene.PUSH, n=1), log_exposures=False)
     requests = [
         _req(n=30), _req(user="u7", n=10), _req(Scene.FEED, user="u3"),
@@ -108,61 +117,51 @@ async def test_remote_stages_serve_what_the_process_serves(
         _req(Scene.PUSH, n=10, tracking=note.item_params[0]),
     ]
     local = [await pipe.recommend(r, log_exposures=False) for r in requests]
-    pipe.recall_remote, pipe.rank_remote = clients
+    calls = {"recall": Faults(), "rank": Faults()}
+    for role, counter in calls.items():
+        await serve(role, counter)
     for req, here in zip(requests, local, strict=True):
         there = await pipe.recommend(req, log_exposures=False)
         assert _ids(there) == _ids(here), req.scene
         assert there.degraded == here.degraded and there.notes == here.notes, req.scene
         assert [i["source"] for i in there.items] == [i["source"] for i in here.items]
         assert [i["sources"] for i in there.items] == [i["sources"] for i in here.items]
-    assert remote["recall"].calls == remote["rank"].calls == len(requests)
+    assert calls["recall"].calls == calls["rank"].calls == len(requests)
     assert local[4].notes["relaxed"]  # the search's notes came back over the wire
 
 
-async def test_a_stopped_recall_service_serves_the_hot_list(service: Service) -> None:
-    server = await _serve(service, "recall")
-    service.pipeline.recall_remote = RecallClient(f"127.0.0.1:{server.port}", service.store)
-    await server.stop(0)
+async def test_a_stopped_recall_service_serves_the_hot_list(
+        service: Service, serve: Serve) -> None:
+    await (await serve("recall")).stop(0)
     app = create_app(service, rebuild=False, consume=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://t") as http:
-        r = await http.post("/v1/recommend", json={"scene": "guess_you_like", "user_id": "u1", "n": 10})
+        r = await http.post("/v1/recommend",
+                            json={"scene": "guess_you_like", "user_id": "u1", "n": 10})
         metrics = (await http.get("/metrics")).text
     assert r.status_code == 200, r.text
     body = r.json()
     assert "recall" in body["degraded"]
     assert len(body["items"]) == 10 and {i["source"] for i in body["items"]} == {"fallback"}
     assert 'tuijian_degradations_total{reason="error",stage="recall"} 1.0' in metrics
-    await service.pipeline.recall_remote.close()
 
 
-async def test_slow_stages_miss_their_deadline_and_degrade(service: Service) -> None:
+@pytest.mark.parametrize("stage", ["recall", "rank"])
+async def test_a_slow_stage_misses_its_deadline_and_degrades(
+        service: Service, serve: Serve, stage: str) -> None:
     _budgets(service, 0.2, 0.2)
-    slow = {"recall": Faults(delay=3.0), "rank": Faults(delay=3.0)}
-    server = await _serve(service, "recall", slow["recall"])
-    pipe = service.pipeline
-    pipe.recall_remote = RecallClient(f"127.0.0.1:{server.port}", service.store)
+    slow = Faults(delay=3.0)
+    await serve(stage, slow)
     t0 = time.perf_counter()
-    rec = await pipe.recommend(_req(n=10))
+    rec = await service.pipeline.recommend(_req(n=10))
     assert time.perf_counter() - t0 < 1.5  # not the server's 3 s
-    assert rec.timings["recall"] < 0.2 + 0.15
-    assert "recall" in rec.degraded and {i["source"] for i in rec.items} == {"fallback"}
-    await server.stop(0)
-    await pipe.recall_remote.close()
-    pipe.recall_remote = None
-
-    server = await _serve(service, "rank", slow["rank"])
-    pipe.rank_remote = RankClient(f"127.0.0.1:{server.port}", service.store)
-    rec = await pipe.recommend(_req(n=10))
-    assert rec.timings["rank"] < 0.2 + 0.15
-    assert "rank" in rec.degraded and len(rec.items) == 10
-    assert {i["source"] for i in rec.items} != {"fallback"}  # the recall that did answer
+    assert rec.timings[stage] < 0.2 + 0.15
+    assert stage in rec.degraded and len(rec.items) == 10
+    # recall's failure serves the hot list; rank's keeps the recall that did answer
+    assert ({i["source"] for i in rec.items} == {"fallback"}) is (stage == "recall")
     text = service.metrics.render().decode()
-    for stage in ("recall", "rank"):
-        assert f'tuijian_degradations_total{{reason="timeout",stage="{stage}"}} 1.0' in text
-    assert slow["recall"].calls == slow["rank"].calls == 1  # a deadline is not retried
-    await server.stop(0)
-    await pipe.rank_remote.close()
+    assert f'tuijian_degradations_total{{reason="timeout",stage="{stage}"}} 1.0' in text
+    assert slow.calls == 1  # a deadline is not retried
 
 
 @pytest.mark.parametrize(("codes", "calls", "degraded"), [
@@ -172,22 +171,18 @@ async def test_slow_stages_miss_their_deadline_and_degrade(service: Service) -> 
     ([Code.RESOURCE_EXHAUSTED], 1, True),
 ])
 async def test_only_unavailable_is_retried_and_only_once(
-        service: Service, codes: list[Code], calls: int, degraded: bool) -> None:
+        service: Service, serve: Serve, codes: list[Code], calls: int, degraded: bool) -> None:
     _budgets(service, 2.0, 2.0)
     faults = Faults(codes)
-    server = await _serve(service, "rank", faults)
-    pipe = service.pipeline
-    pipe.rank_remote = RankClient(f"127.0.0.1:{server.port}", service.store)
-    rec = await pipe.recommend(_req(n=10), log_exposures=False)
+    await serve("rank", faults)
+    rec = await service.pipeline.recommend(_req(n=10), log_exposures=False)
     assert faults.calls == calls
     assert ("rank" in rec.degraded) is degraded
-    await server.stop(0)
-    await pipe.rank_remote.close()
 
 
 async def test_health_is_serving_until_shutdown_and_bad_calls_name_the_field(
-        service: Service) -> None:
-    server = await _serve(service, "recall")
+        serve: Serve) -> None:
+    server = await serve("recall", connect=False)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for name in ("", "tuijian.v1.RecallService"):
@@ -212,4 +207,3 @@ async def test_health_is_serving_until_shutdown_and_bad_calls_name_the_field(
         await server.health.enter_graceful_shutdown()
         reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
-    await server.stop(0)
