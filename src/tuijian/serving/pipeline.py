@@ -421,7 +421,8 @@ class Pipeline:
             cands = cands.rescored(scores).take(order)
         except Exception as exc:
             self._degrade("rank", exc, degraded)
-            budget = float("inf")  # counted once
+            self._observe("rank", t0, timings)
+            return cands
         if self._observe("rank", t0, timings) > budget:
             self.metrics.degradations.labels("rank", "timeout").inc()
         return cands

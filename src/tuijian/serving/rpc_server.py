@@ -94,7 +94,7 @@ class RankServicer(_Stage, pb_grpc.RankServiceServicer):
         except wire.WireError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         ids = StageIds(request.recall_id, request.rank_id, "", "")
-        # a ranker that fails answers INTERNAL: the caller keeps its recall order
+        # a ranker that raises ends the call with UNKNOWN: the caller keeps its recall order
         scores, order, notes = pipeline.rank_stage(cands, ctx.request, ctx.profile, ids)
         return pb.RankResponse(scores=scores.tolist(), order=order.tolist(), degraded=notes)
 
