@@ -9,7 +9,7 @@ PORT ?= 8000
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help install run test lint bench clean-data browser wrk
+.PHONY: help install run test lint bench clean-data browser wrk proto
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ test: lint browser wrk  ## Lint, type-check and run the test suite
 
 bench: $(DEV) wrk  ## Run the benchmarks (numbers go to docs/BENCHMARKS.md by hand)
 	$(BIN)/python bench/run_all.py
+
+proto:  ## Generate src/tuijian/v1 from proto/ (installs do it themselves)
+	$(BIN)/python setup.py -q build_proto
 
 clean-data:  ## Remove the generated demo data
 	rm -rf $(DATA)

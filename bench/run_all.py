@@ -25,6 +25,8 @@ RUNS = [
     # the recall stage with every source working: simulated traffic and all jobs first
     [sys.executable, "-m", "tuijian.cli", "bench", "serve", "--items", "1000000", "--users",
      "1000000", "--requests", "3000", "--simulate", "20000", "--json"],
+    # recall + rank on their gRPC services vs in process, requests alternating
+    [sys.executable, str(HERE / "bench_grpc.py"), "--items", "100000", "--requests", "400"],
     # the rank stage: 300 candidates, GBDT+LR CTR and GBDT CVR fused, at 1M items
     [sys.executable, str(HERE / "bench_rank.py"), "--items", "1000000"],
     [sys.executable, "-m", "tuijian.cli", "eval", "rank", "--data-dir",

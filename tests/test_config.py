@@ -76,3 +76,29 @@ def test_impossible_quota_is_rejected(tmp_path: Path) -> None:
     path = _write(tmp_path, lambda r: r["recall"]["r_default"].update(size=5000))
     with pytest.raises(ConfigError, match=r"recall\.r_default.*add up to .* less than size 5000"):
         load_strategies(path)
+
+
+def test_stage_budgets_are_validated(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda r: r["recall"]["r_default"].update(budget_ms=15))
+    with pytest.raises(ConfigError, match=r"recall\.r_default.*budget_ms: 15 is less than "
+                                          r"source hot's budget_ms 20"):
+        load_strategies(path)
+    path = _write(tmp_path, lambda r: r["rank"]["rk_rule"].update(budget_ms=0))
+    with pytest.raises(ConfigError, match=r"rank\.rk_rule\.budget_ms"):
+        load_strategies(path)
+    path = _write(tmp_path, lambda r: r["rank"]["rk_rule"].update(budget_ms=250))
+    assert load_strategies(path).rank["rk_rule"].budget_ms == 250
+
+
+@pytest.mark.parametrize("target", ["recall:50051", "dns:///recall:50051", "unix:/run/r.sock",
+                                    "[::1]:50052", "10.0.0.7:50052"])
+def test_stage_urls_take_grpc_targets(target: str) -> None:
+    s = Settings.from_env(recall_url=target, rank_url=target)
+    assert (s.recall_url, s.rank_url) == (target, target)
+
+
+@pytest.mark.parametrize("target", ["http://recall:50051", "recall", "recall:port", "a b:1"])
+def test_stage_urls_refuse_what_is_not_a_grpc_target(target: str) -> None:
+    for name in ("recall_url", "rank_url"):
+        with pytest.raises(ConfigError, match=f"{name}: expected HOST:PORT"):
+            Settings.from_env(**{name: target})

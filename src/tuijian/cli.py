@@ -39,7 +39,7 @@ app.add_typer(strategies_app, name="strategies")
 app.command("report")(report)
 console = Console(stderr=True)
 
-ROLES = ("all", "api")
+ROLES = ("all", "api", "recall", "rank")
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory.")]
 
 
@@ -200,18 +200,16 @@ def push(
 def serve(
     data: DataOpt = Path("data"),
     host: str = "127.0.0.1",
-    port: int = 8000,
+    port: Annotated[int | None, typer.Option(
+        help="Default: 8000 for all/api, 50051 for recall, 50052 for rank")] = None,
     role: Annotated[str, typer.Option(
         help="all: the HTTP API, background jobs and (with TUIJIAN_STREAM_URL) the ingest "
-             "worker; api: a stateless HTTP replica that publishes events to the stream")
+             "worker; api: a stateless HTTP replica that publishes events to the stream "
+             "(and calls TUIJIAN_RECALL_URL / TUIJIAN_RANK_URL when set); recall, rank: "
+             "that pipeline stage as a gRPC service")
     ] = "all",
 ) -> None:
-    """Serve prepared data over HTTP."""
-    import uvicorn
-
-    from tuijian.serving.api import create_app
-    from tuijian.serving.service import serving_threads, settle_heap
-
+    """Serve prepared data: the HTTP API, or one pipeline stage over gRPC."""
     if role not in ROLES:
         raise typer.BadParameter(f"expected one of {', '.join(ROLES)}", param_hint="--role")
     service = _open_service(data)
@@ -219,10 +217,29 @@ def serve(
         service.close()
         raise typer.BadParameter("role api needs TUIJIAN_STREAM_URL (events go to the stream)",
                                  param_hint="--role")
+    from tuijian.serving.service import serving_threads, settle_heap
+
     serving_threads()
     settle_heap()
-    console.print(f"serving {len(service.store):,} items on http://{host}:{port} ({role})")
     try:
+        if role in ("recall", "rank"):
+            import asyncio
+
+            from tuijian.serving.rpc_server import DEFAULT_PORTS, serve_stage
+
+            address = f"{host}:{port or DEFAULT_PORTS[role]}"
+            console.print(f"serving {role} over {len(service.store):,} items on grpc {address}")
+            asyncio.run(serve_stage(service, role, address))
+            return
+        import uvicorn
+
+        from tuijian.serving.api import create_app
+
+        port = port or 8000
+        remote = [f"{s}@{u}" for s, u in (("recall", service.settings.recall_url),
+                                          ("rank", service.settings.rank_url)) if u]
+        console.print(f"serving {len(service.store):,} items on http://{host}:{port} ({role}"
+                      f"{'; ' + ', '.join(remote) if remote else ''})")
         uvicorn.run(create_app(service, rebuild=role == "all", consume=role == "all"),
                     host=host, port=port, log_level="warning")
     finally:

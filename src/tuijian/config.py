@@ -7,6 +7,7 @@ a typo in a strategy id is caught at start-up rather than on the first request t
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,8 @@ SECRETS = ("secret", "admin_key", "ingest_key", "read_key")
 SQL_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 STREAM_SCHEMES = (*REDIS_SCHEMES, "kafka://")
+# a gRPC target: HOST:PORT, [IPv6]:PORT, dns:///HOST:PORT (client-side balancing) or unix:PATH
+GRPC_TARGET = re.compile(r"(dns:(//[^/]*)?/)?[^\s/:\[\]]+:\d+$|\[[0-9a-fA-F:]+\]:\d+$|unix:\S+$")
 
 
 class ConfigError(ValueError):
@@ -76,6 +79,10 @@ class Settings(BaseModel):
     # concurrent requests beyond max_inflight are shed with 503 + Retry-After
     rate_limit_rps: float = Field(0.0, ge=0)
     max_inflight: int = Field(256, ge=1)
+    # the recall and rank stages as gRPC services (`serve --role recall|rank`): HOST:PORT or
+    # dns:///HOST:PORT; empty: the stage runs in this process
+    recall_url: str = ""
+    rank_url: str = ""
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
@@ -95,6 +102,10 @@ class Settings(BaseModel):
             if value and not value.startswith(schemes):
                 raise ValueError(f"{name}: expected {shape}")
         spark_master(self.batch_engine)
+        for name in ("recall_url", "rank_url"):
+            value = getattr(self, name)
+            if value and not GRPC_TARGET.match(value):
+                raise ValueError(f"{name}: expected HOST:PORT, dns:///HOST:PORT or unix:PATH")
         return self
 
     @property
@@ -142,6 +153,9 @@ class RecallStrategy(_Strict):
     fusion: Literal["tiered", "quota", "rrf"] = "quota"
     size: int = Field(300, gt=0, le=5000)
     sources: list[SourceSpec] = Field(min_length=1)
+    # the whole stage's time: a remote recall's deadline; in process, a stage over it is
+    # counted (degradations{stage="recall",reason="timeout"}) as it cannot be pre-empted
+    budget_ms: float = Field(100.0, gt=0, le=60_000)
     # Rank only within (source order, recall score) tiers: for recall whose order is the
     # answer's contract, e.g. exact search matches before relaxed ones.
     rank_within_tiers: bool = False
@@ -155,12 +169,21 @@ class RecallStrategy(_Strict):
                 f"the sources' k add up to {total}, less than size {self.size}: "
                 "the target size could never be reached"
             )
+        slowest = max(self.sources, key=lambda s: s.budget_ms)
+        if slowest.budget_ms > self.budget_ms:
+            raise ValueError(
+                f"budget_ms: {self.budget_ms:g} is less than source {slowest.name}'s "
+                f"budget_ms {slowest.budget_ms:g}: the stage would cut it off"
+            )
         return self
 
 
 class RankStrategy(_Strict):
     ranker: str
     params: dict[str, Any] = Field(default_factory=dict)
+    # the stage's time: a remote rank's deadline (past it, the recall order is kept); in
+    # process, a stage over it is counted as a timeout
+    budget_ms: float = Field(100.0, gt=0, le=60_000)
 
 
 class CreativeSpec(_Strict):

@@ -61,8 +61,8 @@ def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_rebuild_loop(service)) if rebuild else None
-        poll = asyncio.create_task(_experiments_loop(service))
+        task = asyncio.create_task(rebuild_loop(service)) if rebuild else None
+        poll = asyncio.create_task(experiments_loop(service))
         loops = [asyncio.create_task(_alarms_loop(service)),
                  asyncio.create_task(_cube_loop(service))] if rebuild else []
         if consume and service.event_stream is not None:
@@ -75,6 +75,9 @@ def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> 
             loop.cancel()
         if task is not None:
             task.cancel()
+        for remote in (service.pipeline.recall_remote, service.pipeline.rank_remote):
+            if remote is not None:
+                await remote.close()
         service.exposures.flush()
 
     app = FastAPI(
@@ -263,7 +266,7 @@ async def _features_loop(service: Service) -> None:
             log.exception("following the shared feature centers failed; retrying")
 
 
-async def _experiments_loop(service: Service) -> None:
+async def experiments_loop(service: Service) -> None:
     """Pick up strategy and experiment changes made anywhere (page, CLI, another replica)
     within about a second: one indexed read each per poll, a reload only when a revision
     moved."""
@@ -305,7 +308,7 @@ async def _alarms_loop(service: Service) -> None:
         await asyncio.sleep(ALARM_CHECK_S)
 
 
-async def _rebuild_loop(service: Service) -> None:
+async def rebuild_loop(service: Service) -> None:
     """Reload job artifacts when a new version is published (every few seconds), refresh
     the hot and region lists from live counters (every build_interval_s), and let an attached
     online learner learn what is due (every few seconds)."""

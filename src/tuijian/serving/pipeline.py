@@ -15,9 +15,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel
 
 from tuijian.config import DisplayStrategy, RankStrategy, RecallStrategy, StrategyFile
@@ -31,6 +32,8 @@ from tuijian.domain import (
     Candidates,
     Event,
     EventType,
+    FloatArray,
+    IntArray,
     RecommendRequest,
     Scene,
     StageIds,
@@ -51,7 +54,12 @@ from tuijian.serving.errors import RequestError
 from tuijian.serving.metrics import Metrics
 from tuijian.serving.sessions import FeedSessions
 
+if TYPE_CHECKING:
+    from tuijian.serving.rpc_client import RankClient, RecallClient
+
 log = logging.getLogger(__name__)
+# a ranked stage's answer: one score per candidate, the order, and the ranker's degradations
+Ranked = tuple[FloatArray, npt.NDArray[np.intp], list[str]]
 
 
 @dataclass(slots=True)
@@ -79,6 +87,9 @@ class Recommendation:
 class Pipeline:
     # set by Service.attach_online_learner: learns a live FTRL model from logged exposures
     online_learner: OnlineLearner | None = None
+    # set by Service when TUIJIAN_RECALL_URL / TUIJIAN_RANK_URL name remote stages
+    recall_remote: RecallClient | None = None
+    rank_remote: RankClient | None = None
 
     def __init__(
         self,
@@ -138,7 +149,7 @@ class Pipeline:
             page_token, seen = self.sessions.open(req.page_token, req.user_id)
         try:
             cands = await self._recall(ctx, ids, degraded, seen, pinned, timings)
-            cands = self._rank(cands, ctx, profile, ids, degraded, timings)
+            cands = await self._rank(cands, ctx, profile, ids, degraded, timings)
             cands = self._rules(cands, ids, req.n, req.now, degraded, timings, reports)
         except Exception:  # last resort: never fail a valid request
             log.exception("pipeline failed; serving the cached hot list")
@@ -177,9 +188,18 @@ class Pipeline:
                 weight = float(curve[min(p, len(curve) - 1)]) / top
                 self.creatives.record_exposure(rec.items[p]["item_id"], creative, weight)
 
-    def _observe(self, stage: str, t0: float, timings: dict[str, float]) -> None:
+    def _observe(self, stage: str, t0: float, timings: dict[str, float]) -> float:
         elapsed = timings[stage] = time.perf_counter() - t0
         self.metrics.stage_seconds.labels(stage).observe(elapsed)
+        return elapsed
+
+    def _degrade(self, stage: str, exc: Exception, degraded: list[str]) -> None:
+        """A whole stage failed (in process or remote): named in the response, counted by
+        reason, with the same labels wherever the stage ran."""
+        reason = "timeout" if isinstance(exc, TimeoutError) else "error"
+        log.warning("%s stage failed (%s); degrading", stage, reason, exc_info=exc)
+        degraded.append(stage)
+        self.metrics.degradations.labels(stage, reason).inc()
 
     def _fallback(self, city: int, n: int) -> Candidates:
         """The cached hot list of the city (or of everywhere): the answer of last resort."""
@@ -280,11 +300,53 @@ class Pipeline:
         return ctx.anchor
 
     async def _recall(self, ctx: RecallContext, ids: StageIds, degraded: list[str],
-                      seen: Any, pinned: int, timings: dict[str, float]) -> Candidates:
+                      seen: IntArray, pinned: int, timings: dict[str, float]) -> Candidates:
+        """The recall stage, here or on the recall service under the stage's deadline; a
+        remote failure serves the cached hot list (minus what must never show again)."""
         t0 = time.perf_counter()
         strat = self.strategies.recall[ids.recall]
+        budget = strat.budget_ms / 1000.0
+        shown = self.shown(ctx.profile)
+        if self.recall_remote is None:
+            cands = await self.recall_stage(ctx, ids.recall, seen, pinned, shown, degraded,
+                                            timings)
+            if self._observe("recall", t0, timings) > budget:
+                self.metrics.degradations.labels("recall", "timeout").inc()
+            return cands
+        try:
+            cands = await self.recall_remote.recall(ctx, ids, seen, pinned, shown, degraded,
+                                                    budget)
+        except Exception as exc:
+            self._degrade("recall", exc, degraded)
+            cands = self._eligible(self._fallback(ctx.city, strat.size), strat, ctx.city,
+                                   seen, np.array([ctx.anchor, pinned], np.int64))
+        self._observe("recall", t0, timings)
+        return cands
+
+    def shown(self, profile: UserProfile) -> IntArray:
+        """What the user was shown or clicked, as far as the filters exclude it."""
+        f = self.strategies.filters
+        parts = [np.empty(0, np.int64)]
+        if f.exclude_shown:
+            parts.append(profile.shown_array())
+        if f.exclude_clicked:
+            parts.append(profile.clicked_array())
+        return np.concatenate(parts)
+
+    def _eligible(self, c: Candidates, strat: RecallStrategy, city: int,
+                  *ban: IntArray) -> Candidates:
+        return keep_eligible(exclude(c, *ban), self.catalog.store, strat.filters, city)
+
+    async def recall_stage(self, ctx: RecallContext, recall_id: str, seen: IntArray,
+                           pinned: int, shown: IntArray, degraded: list[str],
+                           timings: dict[str, float]) -> Candidates:
+        """Sources (each under its budget), fusion, filters and the hot-list top-ups: recall
+        as this process runs it, for the pipeline and for the recall service alike. `seen`
+        never shows again; `shown` (the user's shown and clicked items) yields to the hot
+        list when nothing else is left."""
+        strat = self.strategies.recall[recall_id]
         tasks = [
-            self._run_source(ids.recall, i, spec.name, spec.k, spec.budget_ms / 1000.0, ctx,
+            self._run_source(recall_id, i, spec.name, spec.k, spec.budget_ms / 1000.0, ctx,
                              timings)
             for i, spec in enumerate(strat.sources)
         ]
@@ -298,29 +360,20 @@ class Pipeline:
             results.append((SOURCE_CODE[spec.name], out[0], out[1]))
             ks.append(spec.k)
         cands = fuse(results, ks, strat.size, strat.fusion)
-        f = self.strategies.filters
-        banned = [seen, np.array([ctx.anchor, pinned], np.int64)]
-        if f.exclude_shown:
-            banned.append(ctx.profile.shown_array())
-        if f.exclude_clicked:
-            banned.append(ctx.profile.clicked_array())
-        store = self.catalog.store
-
-        def eligible(c: Candidates, *ban: Any) -> Candidates:
-            return keep_eligible(exclude(c, *ban), store, strat.filters, ctx.city)
-
-        filtered = eligible(cands, *banned)
+        banned = [seen, np.array([ctx.anchor, pinned], np.int64), shown]
+        filtered = self._eligible(cands, strat, ctx.city, *banned)
         if len(filtered) == 0:
             degraded.append("recall.empty")
             self.metrics.degradations.labels("recall", "empty").inc()
-            filtered = eligible(self._fallback(ctx.city, strat.size), *banned[:2])
+            filtered = self._eligible(self._fallback(ctx.city, strat.size), strat, ctx.city,
+                                      *banned[:2])
         elif len(filtered) < ctx.request.n:
             # a heavy user may have seen everything the sources found: top up from deeper in
             # the city's hot list rather than answer short
             self.metrics.degradations.labels("recall", "short").inc()
-            extra = eligible(self._fallback(ctx.city, 3 * strat.size), *banned, filtered.idx)
+            extra = self._eligible(self._fallback(ctx.city, 3 * strat.size), strat, ctx.city,
+                                   *banned, filtered.idx)
             filtered = filtered.concat(extra.take(np.arange(min(len(extra), strat.size))))
-        self._observe("recall", t0, timings)
         return filtered
 
     async def _run_source(self, rid: str, i: int, name: str, k: int, budget: float,
@@ -354,31 +407,45 @@ class Pipeline:
         self.metrics.source_hits.labels(name).inc(len(out[0]))
         return out
 
-    def _rank(self, cands: Candidates, ctx: RecallContext, profile: UserProfile,
-              ids: StageIds, degraded: list[str], timings: dict[str, float]) -> Candidates:
+    async def _rank(self, cands: Candidates, ctx: RecallContext, profile: UserProfile,
+                    ids: StageIds, degraded: list[str], timings: dict[str, float]
+                    ) -> Candidates:
+        """The rank stage, here or on the rank service under the stage's deadline; any
+        failure keeps the recall order."""
         t0 = time.perf_counter()
-        store = self.catalog.store
+        budget = self.strategies.rank[ids.rank].budget_ms / 1000.0
         try:
-            rctx = RankContext(ctx.request, profile, store, self.catalog.index.prior_ctr,
-                               self.profiles.table, self.model_lookup)
-            scores = self.rankers[ids.rank].score(cands, rctx)
-            for what in rctx.degraded:
+            if self.rank_remote is None:
+                scores, order, notes = self.rank_stage(cands, ctx.request, profile, ids)
+            else:
+                scores, order, notes = await self.rank_remote.rank(cands, ctx, ids, budget)
+            for what in notes:
                 degraded.append(what)
                 self.metrics.degradations.labels("rank", what.rsplit(".", 1)[-1]).inc()
-            if self.strategies.recall[ids.recall].rank_within_tiers:
-                priority = {SOURCE_CODE[s.name]: i for i, s in
-                            enumerate(self.strategies.recall[ids.recall].sources)}
-                tier = np.array([priority.get(int(c), len(priority)) for c in cands.source])
-                order = np.lexsort((-scores, -cands.score, tier))
-            else:
-                order = np.argsort(-scores, kind="stable")
             cands = cands.rescored(scores).take(order)
-        except Exception:
-            log.exception("ranker %s failed; keeping the recall order", ids.rank)
-            degraded.append("rank")
-            self.metrics.degradations.labels("rank", "error").inc()
-        self._observe("rank", t0, timings)
+        except Exception as exc:
+            self._degrade("rank", exc, degraded)
+            self._observe("rank", t0, timings)
+            return cands
+        if self._observe("rank", t0, timings) > budget:
+            self.metrics.degradations.labels("rank", "timeout").inc()
         return cands
+
+    def rank_stage(self, cands: Candidates, request: RecommendRequest, profile: UserProfile,
+                   ids: StageIds) -> Ranked:
+        """Scores and the ranked order as this process computes them, for the pipeline and
+        for the rank service alike; raises when the ranker fails."""
+        rctx = RankContext(request, profile, self.catalog.store, self.catalog.index.prior_ctr,
+                           self.profiles.table, self.model_lookup)
+        scores = self.rankers[ids.rank].score(cands, rctx)
+        if self.strategies.recall[ids.recall].rank_within_tiers:
+            priority = {SOURCE_CODE[s.name]: i for i, s in
+                        enumerate(self.strategies.recall[ids.recall].sources)}
+            tier = np.array([priority.get(int(c), len(priority)) for c in cands.source])
+            order = np.lexsort((-scores, -cands.score, tier))
+        else:
+            order = np.argsort(-scores, kind="stable")
+        return scores, order, rctx.degraded
 
     def _rules(self, cands: Candidates, ids: StageIds, n: int, now: float, degraded: list[str],
                timings: dict[str, float], reports: dict[str, dict[str, int]]) -> Candidates:

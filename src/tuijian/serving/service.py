@@ -179,6 +179,13 @@ class Service:
             self.rebuild_index(now)
         self.pipeline = Pipeline(self.catalog, self.profiles, self.strategies, self.codec,
                                  self.exposures, self.metrics)
+        if settings.recall_url or settings.rank_url:
+            from tuijian.serving.rpc_client import RankClient, RecallClient  # grpc: only if used
+
+            if settings.recall_url:
+                self.pipeline.recall_remote = RecallClient(settings.recall_url, self.store)
+            if settings.rank_url:
+                self.pipeline.rank_remote = RankClient(settings.rank_url, self.store)
         self.experiments = ExperimentPlatform(SqlExperimentStore(settings.experiments_store),
                                               self.strategies, self.pipeline.add_strategy)
         self.pipeline.assigner = self.experiments
