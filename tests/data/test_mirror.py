@@ -54,10 +54,15 @@ def test_a_replica_behind_a_trimmed_feed_reloads_every_row(redis_url: str) -> No
     assert b.sync().tolist() == [2]
 
 
-def test_each_replica_reads_counters_live_and_keeps_them_when_redis_dies(redis_url: str) -> None:
+def test_counters_are_read_at_most_max_age_late_and_kept_when_redis_dies(
+        redis_url: str) -> None:
     a, b = _pair(redis_url)
     a.add_counts(np.array([0, 0, 2]), "clicks")
     assert b.gather(np.array([0, 2]), ("clicks",))["clicks"].tolist() == [2.0, 1.0]
+    a.add_counts(np.array([0]), "clicks")
+    assert b.gather(np.array([0]), ("clicks",))["clicks"].tolist() == [2.0]  # read just now
+    b.max_age_s = 0.0
+    assert b.gather(np.array([0, 1]), ("clicks",))["clicks"].tolist() == [3.0, 0.0]
     b.live = RedisItemStore("redis://127.0.0.1:1/0")  # its server is gone
-    assert b.gather(np.array([0, 2]), ("clicks",))["clicks"].tolist() == [2.0, 1.0]
+    assert b.gather(np.array([0, 2]), ("clicks",))["clicks"].tolist() == [3.0, 1.0]
     assert b.breaker.open

@@ -10,9 +10,10 @@ Redis:
   the writer included, applies the feed; indexes allocated beyond the copy are pulled too, so a
   writer that died between the upsert and its announcement loses no new row;
 - counters change with every event, written by whichever process folds it (the ingest worker,
-  the replica that served an exposure), so they are read live from Redis for the rows a request
-  asks about (one pipelined round trip, the 150-item read `tuijian bench features` measures) and
-  refreshed whole before the hot lists are rebuilt;
+  the replica that served an exposure), so they are read from Redis for the rows a request asks
+  about when this replica's copy of them is older than a second (one pipelined round trip, the
+  150-item read `tuijian bench features` measures) and refreshed whole before the hot lists
+  are rebuilt;
 - when Redis does not answer, the copy serves what it last saw (counters included): stale,
   never failing, and the breaker retries by itself, so service recovers when Redis returns.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -30,12 +32,13 @@ import pyarrow as pa
 import redis
 
 from tuijian.data.columnar import ColumnStore
-from tuijian.data.redis_backend import Breaker
+from tuijian.data.redis_backend import Breaker, Submit, write_through
 from tuijian.data.redis_columns import CHUNK, RedisColumnStore
 from tuijian.domain import IntArray
 
 log = logging.getLogger(__name__)
 FEED_MAXLEN = 1_000_000  # announcements kept; a replica further behind reloads every row
+COUNTS_MAX_AGE_S = 1.0  # the real-time counters a request reads are at most this old
 
 
 class Mirror:
@@ -43,8 +46,13 @@ class Mirror:
 
     def __init__(self, remote: RedisColumnStore, local: ColumnStore, breaker: Breaker,
                  position: tuple[str, int] = ("0-0", 0),
-                 live: RedisColumnStore | None = None) -> None:
+                 live: RedisColumnStore | None = None, submit: Submit | None = None) -> None:
         self.remote, self.local, self.breaker = remote, local, breaker
+        # how counter increments reach Redis (default: now; a WriteBehind: off the request path)
+        self.submit = submit or write_through(breaker)
+        # how stale a counter may be when read, and when each row's were last read from Redis
+        self.max_age_s = COUNTS_MAX_AGE_S
+        self._read_at = np.zeros(len(local))
         # the request path's connection (short timeouts); `remote` carries bulk transfers
         self.live = live or remote
         self.feed = remote.ns + "feed"
@@ -56,7 +64,8 @@ class Mirror:
 
     @classmethod
     def attach(cls, remote: RedisColumnStore, local: ColumnStore, breaker: Breaker,
-               live: RedisColumnStore | None = None) -> tuple[Mirror, bool]:
+               live: RedisColumnStore | None = None, submit: Submit | None = None
+               ) -> tuple[Mirror, bool]:
         """Join the shared store: seed it from `local` (this data directory's rows) when it is
         empty, else replace `local` by a copy of it. Returns the mirror and whether it seeded
         (the process that seeds also restores the derived state — counters, profiles — from
@@ -66,9 +75,9 @@ class Mirror:
             idx = remote.upsert(local.to_table())
             if not np.array_equal(idx, np.arange(len(local))):
                 raise RuntimeError(f"{remote.ns}: seeded concurrently in another order; restart")
-            return cls(remote, local, breaker, position, live), True
+            return cls(remote, local, breaker, position, live, submit), True
         copy = type(local)(remote.rows(np.arange(len(remote))))
-        return cls(remote, copy, breaker, position, live), False
+        return cls(remote, copy, breaker, position, live, submit), False
 
     # -- reads: the local copy ----------------------------------------------------------------
 
@@ -94,16 +103,28 @@ class Mirror:
         return self.local.to_table()
 
     def gather(self, idx: IntArray, columns: Sequence[str]) -> dict[str, npt.NDArray[Any]]:
-        """Local columns, with counters read live from Redis (and kept as the local values)."""
-        live = [c for c in columns if c in self.remote.counters]
-        out = self.local.gather(idx, [c for c in columns if c not in live])
-        if live:
-            fresh = self.breaker.call(lambda: self.live.gather(idx, live), lambda: None)
-            if fresh is not None:
-                for c in live:
-                    self.local.column(c)[idx] = fresh[c]
-            out.update(fresh if fresh is not None else self.local.gather(idx, live))
-        return out
+        """Local columns; counters no older than `max_age_s`: rows read from Redis longer ago
+        than that are read again first (one round trip), so a hot item costs one read per
+        replica per interval however many requests rank it."""
+        if any(c in self.remote.counters for c in columns):
+            self._refresh_rows(np.asarray(idx, np.int64))
+        return self.local.gather(idx, columns)
+
+    def _refresh_rows(self, idx: IntArray) -> None:
+        now = time.monotonic()
+        if self._read_at.shape[0] < len(self.local):
+            self._read_at = np.concatenate(
+                [self._read_at, np.zeros(len(self.local) - self._read_at.shape[0])])
+        stale = np.unique(idx[now - self._read_at[idx] > self.max_age_s])
+        if not len(stale):
+            return
+        counters = list(self.remote.counters)
+        fresh = self.breaker.call(lambda: self.live.gather(stale, counters), lambda: None)
+        if fresh is None:
+            return  # Redis is down: the last values read serve
+        for c in counters:
+            self.local.column(c)[stale] = fresh[c]
+        self._read_at[stale] = now
 
     # -- writes: Redis first, then the feed ---------------------------------------------------
 
@@ -118,10 +139,12 @@ class Mirror:
 
     def add_counts(self, idx: IntArray, counter: str,
                    amount: float | npt.NDArray[np.float64] = 1.0) -> None:
-        """Counted here at once; in Redis unless it is down (then the event log, the source of
-        truth, still has the event and the next restore counts it)."""
-        self.breaker.call(lambda: self.live.add_counts(idx, counter, amount), lambda: None)
-        np.add.at(self.local.column(counter), idx, amount)
+        """Counted here at once; in Redis through `submit`, unless it is down (then the event
+        log, the source of truth, still has the event and the next restore counts it)."""
+        idx = np.array(idx, np.int64)  # copies: a write-behind runs after the caller moved on
+        amounts = np.array(amount, np.float64)
+        self.submit(lambda: self.live.add_counts(idx, counter, amounts))
+        np.add.at(self.local.column(counter), idx, amounts)
 
     def set_counts(self, counter: str, values: npt.NDArray[np.float64]) -> None:
         self.remote.set_counts(counter, values)

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,3 +113,53 @@ def unlink_matching(client: redis.Redis, pattern: str, batch: int = 10_000) -> i
     if keys:
         removed += int(client.unlink(*keys))
     return removed
+
+
+class WriteBehind:
+    """Backend writes run in order on one background thread, so a request never waits on the
+    bookkeeping it causes (counters, a user's shown set): only reads are on the request path.
+    Bounded: while the backend is down or slow, writes beyond `capacity` are dropped and
+    counted (`dropped`): they are derived state the event log still holds and a restore
+    rebuilds."""
+
+    def __init__(self, breaker: Breaker, capacity: int = 10_000) -> None:
+        self.breaker = breaker
+        self.dropped = 0
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(capacity)
+        self._thread = threading.Thread(target=self._run, name=f"write-behind {breaker.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, write: Callable[[], None]) -> None:
+        try:
+            self._queue.put_nowait(write)
+        except queue.Full:
+            self.dropped += 1
+
+    def flush(self) -> None:
+        """Wait until every write submitted so far has run (or was skipped)."""
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            write = self._queue.get()
+            try:
+                if write is None:
+                    return
+                self.breaker.call(write, lambda: None)
+            except Exception:  # a bug in one write must not stop the ones after it
+                log.exception("a write-behind write to %s failed", self.breaker.name)
+            finally:
+                self._queue.task_done()
+
+
+Submit = Callable[[Callable[[], None]], None]
+
+
+def write_through(breaker: Breaker) -> Submit:
+    """The synchronous counterpart of `WriteBehind.submit` (a write skipped while down)."""
+    return lambda write: breaker.call(write, lambda: None)

@@ -17,7 +17,7 @@ import redis
 
 from tuijian.data.items import ColumnarItemStore
 from tuijian.data.mirror import Mirror
-from tuijian.data.redis_backend import Breaker, RedisTarget
+from tuijian.data.redis_backend import Breaker, RedisTarget, WriteBehind
 from tuijian.data.redis_columns import RedisItemStore, RedisUserTable
 from tuijian.data.users import UserTable
 from tuijian.data.users_redis import RedisProfileStore
@@ -36,6 +36,8 @@ class SharedFeatures:
     profiles: RedisProfileStore
     item_cf: RedisRealtimeItemCF
     breaker: Breaker
+    # counter increments and profile updates, off the request path (see WriteBehind)
+    writes: WriteBehind
     client: redis.Redis  # the request path's connection (short timeouts)
     bulk: redis.Redis  # seeding, following, publishing (long timeouts)
     prefix: str
@@ -57,10 +59,11 @@ class SharedFeatures:
                                             RedisItemStore(url, client))
         user_mirror, _ = Mirror.attach(RedisUserTable(url, bulk), users, breaker)
         profiles = RedisProfileStore(url, user_mirror, shown_memory, breaker, client)
+        writes = WriteBehind(breaker)
         item_cf = RedisRealtimeItemCF(url, breaker, client=client)
         if seeded:
             item_cf.clear()  # left over from an earlier deployment: the replay rebuilds it
-        return cls(item_mirror, user_mirror, profiles, item_cf, breaker, client, bulk,
+        return cls(item_mirror, user_mirror, profiles, item_cf, breaker, writes, client, bulk,
                    target.prefix, seeded)
 
     def sync(self) -> IntArray:
@@ -79,6 +82,18 @@ class SharedFeatures:
         if version is None or version == serving:
             return None
         return RedisLists(self.client, self.prefix, name, version, self.breaker)
+
+    def defer_writes(self) -> None:
+        """From now on, counter and profile writes leave the caller's path (call once the
+        start-up restore, which must not drop any, is done)."""
+        self.items.submit = self.profiles.submit = self.writes.submit
+
+    def flush(self) -> None:
+        """Wait for the pending writes (before reading them elsewhere, or closing)."""
+        self.writes.flush()
+
+    def close(self) -> None:
+        self.writes.close()
 
     def ping(self) -> None:
         self.items.remote.r.ping()

@@ -25,7 +25,13 @@ import numpy as np
 import pyarrow as pa
 import redis
 
-from tuijian.data.redis_backend import Breaker, RedisTarget, unlink_matching
+from tuijian.data.redis_backend import (
+    Breaker,
+    RedisTarget,
+    Submit,
+    unlink_matching,
+    write_through,
+)
 from tuijian.data.users import (
     INTEREST_DECAY,
     MAX_PROFILES,
@@ -74,13 +80,16 @@ class RedisProfileStore:
     """`UserProfileStore` over Redis; see the module docstring for the layout."""
 
     def __init__(self, url: str, table: StaticUsers, shown_memory: int, breaker: Breaker,
-                 client: redis.Redis | None = None) -> None:
+                 client: redis.Redis | None = None, submit: Submit | None = None) -> None:
+        """`submit` runs each write (default: now, skipped while Redis is down; a
+        `WriteBehind` takes them off the request path)."""
         target = RedisTarget.parse(url)
         self.r = client or target.connect()
         self.ns = f"{target.prefix}:profiles:"
         self._table = table
         self._shown_memory = shown_memory
         self.breaker = breaker
+        self.submit = submit or write_through(breaker)
         self._click = self.r.register_script(_CLICK)
 
     @property
@@ -128,7 +137,7 @@ class RedisProfileStore:
             prof.interests.setdefault(tag, {})[int(v)] = float(value)
         return prof
 
-    # -- writes (each one round trip; skipped while Redis is down: the event log keeps them) ---
+    # -- writes (each one round trip, through `submit`; the event log keeps what is skipped) --
 
     def record_exposures(self, user_id: str, idx: IntArray) -> None:
         if self._shown_memory == 0 or not len(idx):
@@ -144,7 +153,7 @@ class RedisProfileStore:
             self._touch(pipe, user_id)
             pipe.execute()
 
-        self.breaker.call(write, lambda: None)
+        self.submit(write)
 
     def count_exposures(self, user_id: str, tags: dict[str, IntArray]) -> None:
         key = f"{self.ns}h:{user_id}"
@@ -159,7 +168,7 @@ class RedisProfileStore:
             pipe.expire(key, PROFILE_TTL_S)
             pipe.execute()
 
-        self.breaker.call(write, lambda: None)
+        self.submit(write)
 
     def record_click(self, user_id: str, idx: int, tags: dict[str, int]) -> None:
         clicked = [f"{n}|{tags[n]}" for n in TAG_FIELDS if n in tags]
@@ -174,7 +183,7 @@ class RedisProfileStore:
             self._touch(pipe, user_id)
             pipe.execute()
 
-        self.breaker.call(write, lambda: None)
+        self.submit(write)
 
     def upsert(self, table: pa.Table) -> IntArray:
         """Static attributes go to the users' feature center; behavior keys are untouched."""

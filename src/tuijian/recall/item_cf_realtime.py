@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,9 @@ class RealtimeItemCF:
                 self._bump(idx, other)
                 self._bump(other, idx)
         recent.append((idx, ts))
+
+    def neighbors_many(self, anchors: Sequence[int]) -> list[tuple[IntArray, FloatArray]]:
+        return [self.neighbors(a) for a in anchors]
 
     def neighbors(self, idx: int) -> tuple[IntArray, FloatArray]:
         row = self._co.get(idx)

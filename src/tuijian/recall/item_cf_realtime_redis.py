@@ -15,6 +15,7 @@ Keys expire after TTL_S untouched, which bounds memory as the in-process LRU doe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,13 @@ return out
 """
 
 
+def _ranked(flat: list[Any]) -> tuple[IntArray, FloatArray]:
+    ids = np.array(flat[0::2], np.int64)
+    score = np.array(flat[1::2], np.float64)
+    order = np.argsort(-score, kind="stable")
+    return ids[order], score[order]
+
+
 class RedisRealtimeItemCF:
     """`ClickProcessor` and `Neighbors` over Redis, with `RealtimeItemCF`'s parameters."""
 
@@ -115,12 +123,27 @@ class RedisRealtimeItemCF:
 
     def neighbors(self, idx: int) -> tuple[IntArray, FloatArray]:
         """Best first; none while Redis is down (the source then contributes nothing)."""
-        flat: list[Any] = self.breaker.call(
-            lambda: self._neighbors(keys=[], args=[self.ns, idx]), list)
-        ids = np.array(flat[0::2], np.int64)
-        score = np.array(flat[1::2], np.float64)
-        order = np.argsort(-score, kind="stable")
-        return ids[order], score[order]
+        return self.neighbors_many([idx])[0]
+
+    def neighbors_many(self, anchors: Sequence[int]) -> list[tuple[IntArray, FloatArray]]:
+        """Every anchor's neighbours in one pipelined round trip."""
+        def pipelined() -> list[Any]:
+            pipe = self.r.pipeline(transaction=False)
+            for a in anchors:
+                pipe.evalsha(self._neighbors.sha, 0, self.ns, a)
+            return pipe.execute()
+
+        def read() -> list[Any]:
+            # EVALSHA by hand: redis-py's pipelined scripts cost a SCRIPT EXISTS round trip
+            # per call; the script is loaded again only when Redis lost it (a restart)
+            try:
+                return pipelined()
+            except redis.exceptions.NoScriptError:
+                self.r.script_load(_NEIGHBORS)
+                return pipelined()
+
+        replies: list[Any] = self.breaker.call(read, lambda: [[] for _ in anchors])
+        return [_ranked(flat) for flat in replies]
 
     def clear(self) -> None:
         """Forget every weight (before a replay from the event log)."""

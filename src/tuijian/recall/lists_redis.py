@@ -16,7 +16,7 @@ feature center's, which every replica agrees on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -64,6 +64,15 @@ class RedisLists:
 
     def neighbors(self, idx: int) -> tuple[IntArray, FloatArray]:
         return self.get(idx)
+
+    def neighbors_many(self, anchors: Sequence[int]) -> list[tuple[IntArray, FloatArray]]:
+        """Every anchor's list in one MGET."""
+        if not anchors:
+            return []
+        raw: Any = self.breaker.call(
+            lambda: self.r.mget([f"{self.base}{a}" for a in anchors]),
+            lambda: [None] * len(anchors))
+        return [_unpack(r) for r in raw]
 
     @staticmethod
     def current(client: redis.Redis, prefix: str, name: str) -> str | None:

@@ -25,6 +25,10 @@ _EMPTY_F = np.empty(0, np.float64)
 class Neighbors(Protocol):
     def neighbors(self, idx: int) -> tuple[IntArray, FloatArray]: ...
 
+    def neighbors_many(self, anchors: Sequence[int]) -> list[tuple[IntArray, FloatArray]]:
+        """Every anchor's neighbours: one round trip where the table is remote."""
+        ...
+
 
 class NeighborTable:
     """A static CSR table over dense item indexes, loaded from (item_id, neighbor_id, score)."""
@@ -49,6 +53,9 @@ class NeighborTable:
         for i in np.flatnonzero(np.diff(self.indptr)).tolist():
             a, b = self.indptr[i], self.indptr[i + 1]
             yield i, self.neighbor[a:b], self.score[a:b]
+
+    def neighbors_many(self, anchors: Sequence[int]) -> list[tuple[IntArray, FloatArray]]:
+        return [self.neighbors(a) for a in anchors]
 
     def neighbors(self, idx: int) -> tuple[IntArray, FloatArray]:
         if idx < 0 or idx + 1 >= self.indptr.shape[0]:
@@ -85,8 +92,7 @@ def walk(table: Neighbors, anchors: Sequence[int], decay: float, k: int,
     themselves (and `exclude`); the top k, best first."""
     ids: list[IntArray] = []
     scores: list[FloatArray] = []
-    for step, a in enumerate(anchors):
-        n, s = table.neighbors(a)
+    for step, (n, s) in enumerate(table.neighbors_many(anchors)):
         ids.append(n)
         scores.append(s * decay ** step)
     cand = np.concatenate(ids) if ids else _EMPTY_I

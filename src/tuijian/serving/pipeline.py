@@ -82,6 +82,8 @@ class Recommendation:
     display: dict[str, Any] = field(default_factory=dict)  # the style the client renders
     creatives: list[str | None] = field(default_factory=list)  # the photo shown per position
     slot: str = ""  # the client placement (the scene unless the request named one)
+    # the profile the list was made for (its features are logged with the exposures)
+    profile: UserProfile | None = None
 
 
 class Pipeline:
@@ -166,6 +168,7 @@ class Pipeline:
         degraded.extend(self.stale_backends())
         rec = self._display(req, ids, cands, degraded, ctx.notes, timings)
         rec.rules = reports
+        rec.profile = profile
         if page_token is not None:
             self.sessions.add(page_token, cands.idx)
             rec.next_page_token = page_token
@@ -215,8 +218,8 @@ class Pipeline:
         idx = rec.cands.idx[pos]
         raw = online_inputs(
             self.catalog.store, self.profiles.table,
-            ServingContext(self.profiles.get(rec.user_id), rec.scene.value, rec.platform,
-                           rec.ts),
+            ServingContext(rec.profile or self.profiles.get(rec.user_id), rec.scene.value,
+                           rec.platform, rec.ts),
             rec.cands.take(np.asarray(pos)), np.asarray(pos, np.int64))
         logged = snapshot(raw, range(len(pos)))
         if self.online_learner is not None:
@@ -283,7 +286,15 @@ class Pipeline:
             if anchor < 0:
                 raise RequestError("context.item_id", f"unknown item {req.item_id}", 404)
             if req.city is None:
+                # the page's listing sets the place: its city, and (unless the request gave a
+                # point) its location, not the user's, which may be in another city; a search
+                # near a point far from the city's listings grows its rings across the country
                 city = int(store.column("city")[anchor])
+                if req.lat is None or req.lon is None:
+                    at = store.gather(np.array([anchor]), ("lat", "lon"))
+                    a_lat, a_lon = float(at["lat"][0]), float(at["lon"][0])
+                    finite = np.isfinite(a_lat) and np.isfinite(a_lon)
+                    lat, lon = (a_lat, a_lon) if finite else (None, None)
         return RecallContext(req, profile, city, lat, lon, anchor)
 
     def _pinned(self, req: RecommendRequest, ctx: RecallContext) -> int:

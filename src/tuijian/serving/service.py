@@ -209,6 +209,7 @@ class Service:
         self.ingestor.click_processors.append(self.item_cf_realtime)
         self.catalog.models["item_cf_realtime"] = self.item_cf_realtime
         if self.shared is not None:
+            self.shared.defer_writes()
             self.shared.items.on_change = self._index_changed
             breaker = self.shared.breaker
             self.pipeline.stale_backends = lambda: ["features"] if breaker.open else []
@@ -436,6 +437,8 @@ class Service:
             table.save(cat / f"{name}.parquet")
 
     def close(self) -> None:
+        if self.shared is not None:
+            self.shared.close()
         self.experiments.store.close()
         self.live_strategies.store.close()
         self.rank_models.store.close()
