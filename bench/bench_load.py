@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         "client_cpus": args.client_cpus, "env": sorted(env)}
     with tempfile.TemporaryDirectory(prefix="tuijian-load-") as tmp:
         root = Path(tmp)
-        service = tuijian_server(data_dir(generated, root), env=env, cpus=args.server_cpus)
+        service = tuijian_server(data_dir(generated, root), role=args.role, env=env,
+                                 cpus=args.server_cpus)
         t0 = time.perf_counter()
         service.start()
         result["service_start_s"] = round(time.perf_counter() - t0, 1)

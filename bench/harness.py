@@ -86,6 +86,9 @@ def add_data_args(parser: argparse.ArgumentParser, items: int, users: int) -> No
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="Environment for the server processes, e.g. "
                              "TUIJIAN_STREAM_URL=redis://127.0.0.1:6379/0?prefix=bench")
+    parser.add_argument("--role", default="all", choices=("all", "api"),
+                        help="The server's role: `api` (a stateless replica: needs "
+                             "TUIJIAN_STREAM_URL; no ingest worker in the process) or `all`")
 
 
 def resolve_generated(args: argparse.Namespace) -> Path:

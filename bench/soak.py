@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     samples: list[tuple[float, float]] = []
     wrk_result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="tuijian-soak-") as tmp:
-        server = tuijian_server(data_dir(generated, Path(tmp)), env=env,
+        server = tuijian_server(data_dir(generated, Path(tmp)), role=args.role, env=env,
                                 cpus=args.server_cpus).start()
         try:
             def drive() -> None:

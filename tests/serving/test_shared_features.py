@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tuijian.config import Settings
+from tuijian.data.stream import decode
 from tuijian.recall.cf import KeyedLists
 from tuijian.serving.api import create_app
 from tuijian.serving.service import Service
@@ -107,8 +108,9 @@ def test_a_dead_redis_degrades_answers_and_service_recovers(
                 r = client.post("/v1/recommend", json=body)
                 assert r.status_code == 200, r.text
                 assert len(r.json()["items"]) == 8 and "features" in r.json()["degraded"]
-            ready = client.get("/readyz")
-            assert ready.status_code == 503 and "features" in ready.text
+            ready = client.get("/readyz")  # still in the balancer: it serves, degraded
+            assert ready.status_code == 200
+            assert ready.json() == {"status": "degraded", "down": ["features"]}
             refused = client.put("/v1/items", json={"items": [API_ITEM]},
                                  headers=ADMIN)
             assert refused.status_code == 503, refused.text
@@ -118,7 +120,7 @@ def test_a_dead_redis_degrades_answers_and_service_recovers(
             while "features" in client.post("/v1/recommend", json=body).json()["degraded"]:
                 assert time.monotonic() < deadline, "no recovery within 5 s"
                 time.sleep(0.1)
-            assert client.get("/readyz").status_code == 200
+            assert client.get("/readyz").json() == {"status": "ready", "down": []}
             ok = client.put("/v1/items", json={"items": [API_ITEM]},
                             headers=ADMIN)
             assert ok.status_code == 200, ok.text
@@ -126,20 +128,25 @@ def test_a_dead_redis_degrades_answers_and_service_recovers(
         svc.close()
 
 
-def test_events_during_a_stream_outage_get_503_then_are_accepted(
+def test_events_during_a_stream_outage_are_spooled_then_forwarded(
         data_dir: Path, private_redis: PrivateRedis) -> None:
     svc = Service(Settings(data_dir=data_dir, stream_url=private_redis.url), now=NOW)
-    event = {"event_id": "e1", "type": "click", "user_id": "u1", "item_id": 1, "ts": NOW}
+    stream = svc.event_stream
+    assert stream is not None
+    events = [{"event_id": f"e{j}", "type": "click", "user_id": "u1", "item_id": 1, "ts": NOW}
+              for j in range(3)]
     try:
         with TestClient(create_app(svc, rebuild=False, consume=False)) as client:
             private_redis.stop()
-            r = client.post("/v1/events", json={"events": [event]})
-            assert r.status_code == 503, r.text  # not acknowledged: the client retries
-            assert r.headers["Retry-After"] == "1"
-            assert r.json()["detail"][0]["field"] == "events"
+            r = client.post("/v1/events", json={"events": events})
+            assert r.status_code == 200, r.text  # held durably by the spool, not refused
+            assert [x["event_id"] for x in r.json()["results"]] == ["e0", "e1", "e2"]
+            assert stream.spool.pending() == 1 and stream.forward() == 0  # still down
+            assert client.get("/readyz").json()["down"] == ["stream"]
             private_redis.start()
-            r = client.post("/v1/events", json={"events": [event]})
-            assert r.status_code == 200 and r.json()["results"][0]["status"] != "accepted"
+            assert stream.forward() == 3 and stream.spool.pending() == 0
+            got = stream.read(10, 0.1)
+            assert sorted(decode(d.payload)[0].event_id for d in got) == ["e0", "e1", "e2"]
     finally:
         svc.close()
 

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 MODEL_POLL_S = 5.0
 EXPERIMENT_POLL_S = 1.0
 FEATURES_SYNC_S = 1.0
+SPOOL_FORWARD_S = 1.0
 ALARM_CHECK_S = 60.0
 # what the framework's refusals were about, by status
 FRAMEWORK_FIELDS = {400: "body", 404: "path", 405: "method", 413: "body", 415: "body"}
@@ -69,6 +70,8 @@ def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> 
             loops.append(asyncio.create_task(_stream_loop(service)))
         if service.shared is not None:
             loops.append(asyncio.create_task(_features_loop(service)))
+        if service.event_stream is not None:
+            loops.append(asyncio.create_task(_spool_loop(service)))
         yield
         poll.cancel()
         for loop in loops:
@@ -204,11 +207,13 @@ def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> 
 
     @app.get("/readyz", tags=["ops"])
     def readyz() -> JSONResponse:
-        """Readiness: every backend this process needs answers (503 names the ones that
-        do not, so the balancer routes around this replica until they are back)."""
+        """Readiness: this process can serve. A shared backend that does not answer (the
+        stream, the feature store, metadata) is named in `down` and makes the status
+        `degraded`, still 200: every replica shares it, so failing readiness would take all
+        of them out of the balancer at once, while each degrades (spools events, serves
+        stale features, keeps the last strategies) and recovers by itself."""
         down = service.backends_down()
-        body = {"status": "down" if down else "ready", "down": down}
-        return JSONResponse(body, status_code=503 if down else 200)
+        return JSONResponse({"status": "degraded" if down else "ready", "down": down})
 
     @app.get("/metrics", tags=["ops"])
     def metrics() -> Response:
@@ -253,6 +258,17 @@ async def _stream_loop(service: Service) -> None:
         except Exception:
             log.exception("stream ingest failed; retrying")
             await asyncio.sleep(1.0)
+
+
+async def _spool_loop(service: Service) -> None:
+    """Forward what was spooled while the stream's broker was down, once it answers."""
+    assert service.event_stream is not None
+    while True:
+        await asyncio.sleep(SPOOL_FORWARD_S)
+        try:
+            await asyncio.to_thread(service.event_stream.forward)
+        except Exception:
+            log.exception("forwarding the event spool failed; retrying")
 
 
 async def _features_loop(service: Service) -> None:

@@ -42,7 +42,8 @@ from tuijian.data.ingest import EventIngestor, IngestResult
 from tuijian.data.items import ColumnarItemStore, ItemFeatureCenter
 from tuijian.data.redis_backend import DOWN_ERRORS
 from tuijian.data.shared import SharedFeatures
-from tuijian.data.stream import EventStream, StreamUnavailable, open_stream
+from tuijian.data.spool import Spool, SpooledStream
+from tuijian.data.stream import StreamUnavailable, open_stream
 from tuijian.data.stream_ingest import StreamSink, StreamWorker, publish_events
 from tuijian.data.users import MemoryProfileStore, UserProfileStore, UserTable
 from tuijian.display.tracking import TrackingCodec
@@ -150,8 +151,12 @@ class Service:
         self.log = EventLog(data / "events")
         self.codec = TrackingCodec(resolve_secret(settings))
         # scale-out: events and served exposures go through the stream to the ingest worker
-        self.event_stream: EventStream | None = (open_stream(settings.stream_url)
-                                                 if settings.stream_url else None)
+        # (spooled to local disk while the broker is down, forwarded when it is back)
+        self.event_stream: SpooledStream | None = None
+        if settings.stream_url:
+            self.event_stream = SpooledStream(
+                open_stream(settings.stream_url), Spool(data / "spool"),
+                lambda n: self.metrics.degradations.labels("stream", "spooled").inc(n))
         self.exposures = ExposureWriter(self.log if self.event_stream is None
                                         else StreamSink(self.event_stream))
         self.metrics.exposure_write_failures.set_function(lambda: self.exposures.failures)
@@ -216,7 +221,8 @@ class Service:
 
     async def ingest(self, events: Sequence[Event]) -> list[IngestResult]:
         """Store and fold events, or with a stream configured, verify and publish them (the
-        ingest worker stores them; `accepted` then means the broker holds them)."""
+        ingest worker stores them; `accepted` then means the broker, or while it is down this
+        replica's spool, holds them durably)."""
         if self.event_stream is None:
             return await self.ingest_local(events)
         try:
