@@ -92,7 +92,9 @@ class Traffic:
 
     def _readyz(self) -> None:
         def send(client: httpx.Client) -> None:
-            self._record("readyz", str(client.get("/readyz").status_code))
+            r = client.get("/readyz")  # 200 while serving; `down` names backends not answering
+            down = tuple(sorted(r.json().get("down", []))) if r.status_code == 200 else ()
+            self._record("readyz", str(r.status_code), down)
 
         self._paced("readyz", send)
 
