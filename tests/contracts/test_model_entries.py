@@ -14,6 +14,7 @@ from tuijian.rank.live_models import LiveModels
 from tuijian.rank.model_registry import RegistryError
 from tuijian.rank.model_registry_sql import SqlModelRegistry
 
+from ..conftest import concurrently
 from ..rank.test_model_registry import corrupt_weights, make_model
 
 
@@ -106,11 +107,7 @@ def test_concurrent_rollbacks_from_two_connections_step_back_twice(
         finally:
             own.close()
 
-    threads = [threading.Thread(target=roll) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    concurrently(roll)
     assert sorted(results) == ["v0001", "v0002"] and registry.current("ctr") == "v0001"
     moves = [(a.before, a.after) for a in registry.audit("ctr")[:2]]
     assert moves == [({"current": "v0002"}, {"current": "v0001"}),

@@ -16,6 +16,8 @@ from tuijian.strategies.store import (
     bodies_of,
 )
 
+from ..conftest import concurrently
+
 
 @pytest.fixture(scope="module")
 def strategies() -> StrategyFile:
@@ -137,11 +139,7 @@ def test_concurrent_changes_from_two_connections_lose_no_update(
         finally:
             own.close()
 
-    threads = [threading.Thread(target=writer) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    concurrently(writer)
     entry = store.entries()[1][("recall", "r_default")]
     assert entry.body["size"] == start + 2 * rounds
     assert entry.version == 1 + 2 * rounds and store.revision() == 1 + 2 * rounds

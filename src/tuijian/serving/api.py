@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -68,10 +68,14 @@ def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> 
                  asyncio.create_task(_cube_loop(service))] if rebuild else []
         if consume and service.event_stream is not None:
             loops.append(asyncio.create_task(_stream_loop(service)))
-        if service.shared is not None:
-            loops.append(asyncio.create_task(_features_loop(service)))
-        if service.event_stream is not None:
-            loops.append(asyncio.create_task(_spool_loop(service)))
+        if service.shared is not None:  # follow items and users other replicas upserted
+            loops.append(asyncio.create_task(_every(
+                FEATURES_SYNC_S, service.sync_features,
+                "following the shared feature centers failed; retrying")))
+        if service.event_stream is not None:  # what was spooled while the broker was down
+            loops.append(asyncio.create_task(_every(
+                SPOOL_FORWARD_S, service.event_stream.forward,
+                "forwarding the event spool failed; retrying")))
         yield
         poll.cancel()
         for loop in loops:
@@ -260,26 +264,15 @@ async def _stream_loop(service: Service) -> None:
             await asyncio.sleep(1.0)
 
 
-async def _spool_loop(service: Service) -> None:
-    """Forward what was spooled while the stream's broker was down, once it answers."""
-    assert service.event_stream is not None
+async def _every(seconds: float, work: Callable[[], object], failure: str) -> None:
+    """Run blocking `work` off the event loop every `seconds`; a failure is logged and the
+    next round tries again (a backend that is down must not end the loop)."""
     while True:
-        await asyncio.sleep(SPOOL_FORWARD_S)
+        await asyncio.sleep(seconds)
         try:
-            await asyncio.to_thread(service.event_stream.forward)
+            await asyncio.to_thread(work)
         except Exception:
-            log.exception("forwarding the event spool failed; retrying")
-
-
-async def _features_loop(service: Service) -> None:
-    """Follow the shared feature centers: items and users other replicas upserted become
-    visible (and recallable) here within about a second."""
-    while True:
-        await asyncio.sleep(FEATURES_SYNC_S)
-        try:
-            await asyncio.to_thread(service.sync_features)
-        except Exception:
-            log.exception("following the shared feature centers failed; retrying")
+            log.exception(failure)
 
 
 async def experiments_loop(service: Service) -> None:
