@@ -77,31 +77,23 @@ def test_messages_come_back_once_acknowledged(open_stream: Opener) -> None:
     assert open_stream().read(10, 1.0) == []  # a restart finds nothing left to redo
 
 
-def test_a_restarted_consumer_gets_its_unacknowledged_messages_again(open_stream: Opener
-                                                                   ) -> None:
-    first = open_stream("worker-1")
+@pytest.mark.parametrize(("crashed", "reader"), [("worker-1", "worker-1"),
+                                                  ("worker-dead", "worker-alive")],
+                         ids=["restarted-consumer", "another-consumer-claims"])
+def test_unacknowledged_messages_are_delivered_again(open_stream: Opener, crashed: str,
+                                                     reader: str) -> None:
+    """A consumer that dies before acknowledging gets its messages again when it restarts;
+    a different consumer claims a dead one's messages."""
+    first = open_stream(crashed)
     first.publish([b"x", b"y"])
     assert sorted(d.payload for d in _read(first, 2)) == [b"x", b"y"]
     first.close()  # crashes before acknowledging
-    again = open_stream("worker-1")
+    again = open_stream(reader)
     redelivered = _read(again, 2)
     assert sorted(d.payload for d in redelivered) == [b"x", b"y"]
     again.ack(redelivered)
     again.close()
-    assert open_stream("worker-1").read(10, 1.0) == []
-
-
-def test_a_dead_consumers_messages_are_claimed_by_another(open_stream: Opener) -> None:
-    dead = open_stream("worker-dead")
-    dead.publish([b"m1", b"m2"])
-    assert len(_read(dead, 2)) == 2  # never acknowledged
-    dead.close()
-    alive = open_stream("worker-alive")
-    claimed = _read(alive, 2)
-    assert sorted(d.payload for d in claimed) == [b"m1", b"m2"]
-    alive.ack(claimed)
-    alive.close()
-    assert open_stream("worker-dead").read(10, 1.0) == []
+    assert open_stream(crashed).read(10, 1.0) == []
 
 
 def _read(stream: EventStream, n: int, within_s: float = 15.0) -> list[Delivery]:

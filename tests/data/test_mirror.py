@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
+import redis
 
 from tuijian.data.items import ColumnarItemStore
 from tuijian.data.mirror import Mirror
@@ -66,3 +68,18 @@ def test_counters_are_read_at_most_max_age_late_and_kept_when_redis_dies(
     b.live = RedisItemStore("redis://127.0.0.1:1/0")  # its server is gone
     assert b.gather(np.array([0, 2]), ("clicks",))["clicks"].tolist() == [3.0, 1.0]
     assert b.breaker.open
+
+
+def test_the_breaker_degrades_around_outages_not_bugs() -> None:
+    breaker = Breaker("test")
+
+    def bug() -> int:
+        raise redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind")
+
+    def down() -> int:
+        raise redis.ConnectionError("refused")
+
+    with pytest.raises(redis.ResponseError):
+        breaker.call(bug, lambda: 0)
+    assert not breaker.open
+    assert breaker.call(down, lambda: 7) == 7 and breaker.open

@@ -163,6 +163,9 @@ def test_batch_lists_published_by_one_are_recalled_by_the_other(
     assert {"item_cf", "user_cf"} <= set(a.reload_models())  # loaded from files, published
     assert {"item_cf", "user_cf"} <= set(b.reload_models())  # followed from Redis
     assert b.model_versions["item_cf"] == a.model_versions["item_cf"]
+    assert a.shared is not None  # a version already published is not written again
+    assert a.shared.publish_lists("item_cf", a.model_versions["item_cf"],
+                                  a.catalog.models["item_cf"]) == 0  # type: ignore[arg-type]
     table = b.catalog.models["item_cf"]
     got = table.neighbors(0)  # type: ignore[attr-defined]
     assert got[0].tolist() == [2, 3] and got[1].tolist() == [0.9, 0.5]

@@ -60,8 +60,12 @@ class RedisTarget:
         return self.url
 
 
-# What a dead or unreachable server raises through redis-py (timeouts are OSErrors too).
-DOWN_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+# What a dead, unreachable, still-loading or demoted server raises through redis-py. Not every
+# RedisError: a script or type error is a bug, and must fail loudly rather than pass for an
+# outage the breaker quietly degrades around.
+DOWN_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError, OSError)
 
 
 class Breaker:

@@ -72,7 +72,11 @@ class SharedFeatures:
         return self.items.sync()
 
     def publish_lists(self, name: str, version: str, lists: Listed) -> int:
-        """Make a job's lists the ones every replica recalls from."""
+        """Make a job's lists the ones every replica recalls from (once per version: every
+        process that loads the job's files from a shared volume would otherwise rewrite
+        them)."""
+        if RedisLists.current(self.bulk, self.prefix, name) == version:
+            return 0
         return RedisLists.publish(self.bulk, self.prefix, name, version, lists.items())
 
     def lists(self, name: str, serving: str | None) -> RedisLists | None:
