@@ -3,6 +3,9 @@ the races between allocation, write and announcement never make its indexes dive
 
 from __future__ import annotations
 
+import math
+import threading
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -10,7 +13,7 @@ import redis
 
 from tuijian.data.items import ColumnarItemStore
 from tuijian.data.mirror import Mirror
-from tuijian.data.redis_backend import Breaker
+from tuijian.data.redis_backend import Breaker, RedisTarget, WriteBehind
 from tuijian.data.redis_columns import RedisItemStore
 
 
@@ -83,3 +86,35 @@ def test_the_breaker_degrades_around_outages_not_bugs() -> None:
         breaker.call(bug, lambda: 0)
     assert not breaker.open
     assert breaker.call(down, lambda: 7) == 7 and breaker.open
+
+
+def test_write_behind_keeps_order_batches_and_survives_bad_writes(redis_url: str,
+                                                                  caplog: pytest.LogCaptureFixture
+                                                                  ) -> None:
+    """Queued writes share round trips but apply in submission order; a write that fails to
+    queue its commands, or that the server refuses, costs only itself."""
+    target = RedisTarget.parse(redis_url)
+    client = target.connect()
+    key, wrong = f"{target.prefix}:order", f"{target.prefix}:string"
+    client.set(wrong, "not a list")
+    writes = WriteBehind(Breaker("test"), client, batch=7)
+    trips: list[int] = []
+    pipeline = client.pipeline
+    client.pipeline = lambda **kw: trips.append(1) or pipeline(**kw)  # type: ignore[method-assign]
+    gate = threading.Event()
+    writes.submit(lambda pipe: gate.wait(5))  # holds the thread so the rest queue up
+    for i in range(40):
+        writes.submit(lambda pipe, i=i: pipe.rpush(key, i))
+        if i == 10:
+            writes.submit(lambda pipe: 1 / 0)
+        if i == 20:
+            writes.submit(lambda pipe: pipe.rpush(wrong, "x"))
+    before = client.info("commandstats").get("cmdstat_rpush", {}).get("calls", 0)
+    gate.set()
+    writes.flush()
+    assert [int(v) for v in client.lrange(key, 0, -1)] == list(range(40))
+    assert client.info("commandstats")["cmdstat_rpush"]["calls"] - before == 41
+    assert len(trips) == 1 + math.ceil(42 / 7)  # the gate alone, then full batches
+    assert "could not be queued" in caplog.text and "WRONGTYPE" in caplog.text
+    assert not writes.breaker.open
+    writes.close()

@@ -11,9 +11,11 @@ Redis:
   writer that died between the upsert and its announcement loses no new row;
 - counters change with every event, written by whichever process folds it (the ingest worker,
   the replica that served an exposure), so they are read from Redis for the rows a request asks
-  about when this replica's copy of them is older than a second (one pipelined round trip, the
-  150-item read `tuijian bench features` measures) and refreshed whole before the hot lists
-  are rebuilt;
+  about when this replica's copy of them is older than `max_age_s` (5 s unless
+  TUIJIAN_COUNTS_MAX_AGE_S says otherwise: one pipelined round trip, the 150-item read
+  `tuijian bench features` measures; a second's freshness cost a round trip on nearly every
+  request for ranking features that barely move in five) and refreshed whole before the hot
+  lists are rebuilt;
 - when Redis does not answer, the copy serves what it last saw (counters included): stale,
   never failing, and the breaker retries by itself, so service recovers when Redis returns.
 """
@@ -38,7 +40,7 @@ from tuijian.domain import IntArray
 
 log = logging.getLogger(__name__)
 FEED_MAXLEN = 1_000_000  # announcements kept; a replica further behind reloads every row
-COUNTS_MAX_AGE_S = 1.0  # the real-time counters a request reads are at most this old
+COUNTS_MAX_AGE_S = 5.0  # the real-time counters a request reads are at most this old
 
 
 class Mirror:
@@ -49,7 +51,7 @@ class Mirror:
                  live: RedisColumnStore | None = None, submit: Submit | None = None) -> None:
         self.remote, self.local, self.breaker = remote, local, breaker
         # how counter increments reach Redis (default: now; a WriteBehind: off the request path)
-        self.submit = submit or write_through(breaker)
+        self.submit = submit or write_through(breaker, (live or remote).r)
         # how stale a counter may be when read, and when each row's were last read from Redis
         self.max_age_s = COUNTS_MAX_AGE_S
         self._read_at = np.zeros(len(local))
@@ -143,7 +145,7 @@ class Mirror:
         log, the source of truth, still has the event and the next restore counts it)."""
         idx = np.array(idx, np.int64)  # copies: a write-behind runs after the caller moved on
         amounts = np.array(amount, np.float64)
-        self.submit(lambda: self.live.add_counts(idx, counter, amounts))
+        self.submit(lambda pipe: self.live.add_counts(idx, counter, amounts, pipe))
         np.add.at(self.local.column(counter), idx, amounts)
 
     def set_counts(self, counter: str, values: npt.NDArray[np.float64]) -> None:

@@ -10,8 +10,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -122,19 +123,23 @@ def unlink_matching(client: redis.Redis, pattern: str, batch: int = 10_000) -> i
 class WriteBehind:
     """Backend writes run in order on one background thread, so a request never waits on the
     bookkeeping it causes (counters, a user's shown set): only reads are on the request path.
-    Bounded: while the backend is down or slow, writes beyond `capacity` are dropped and
-    counted (`dropped`): they are derived state the event log still holds and a restore
-    rebuilds."""
+    Every write adds its commands to a pipeline, and the writes queued meanwhile share one
+    round trip (up to `batch`): under load a request's half dozen writes cost a fraction of
+    one round trip instead of one each, and the thread's CPU time, which the request loop
+    shares through the GIL, shrinks with them. Bounded: while the backend is down or slow,
+    writes beyond `capacity` are dropped and counted (`dropped`): they are derived state the
+    event log still holds and a restore rebuilds."""
 
-    def __init__(self, breaker: Breaker, capacity: int = 10_000) -> None:
-        self.breaker = breaker
+    def __init__(self, breaker: Breaker, client: redis.Redis, capacity: int = 10_000,
+                 batch: int = 512) -> None:
+        self.breaker, self.client, self.batch = breaker, client, batch
         self.dropped = 0
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(capacity)
+        self._queue: queue.Queue[Write | None] = queue.Queue(capacity)
         self._thread = threading.Thread(target=self._run, name=f"write-behind {breaker.name}",
                                         daemon=True)
         self._thread.start()
 
-    def submit(self, write: Callable[[], None]) -> None:
+    def submit(self, write: Write) -> None:
         try:
             self._queue.put_nowait(write)
         except queue.Full:
@@ -150,20 +155,53 @@ class WriteBehind:
 
     def _run(self) -> None:
         while True:
-            write = self._queue.get()
+            writes, stop = self._take()
             try:
-                if write is None:
-                    return
-                self.breaker.call(write, lambda: None)
+                if writes:
+                    self.breaker.call(partial(execute, self.client, writes), lambda: None)
             except Exception:  # a bug in one write must not stop the ones after it
                 log.exception("a write-behind write to %s failed", self.breaker.name)
             finally:
-                self._queue.task_done()
+                for _ in range(len(writes) + stop):
+                    self._queue.task_done()
+            if stop:
+                return
+
+    def _take(self) -> tuple[list[Write], bool]:
+        """The next writes in order (waiting for one, taking what else is queued, up to
+        `batch`), and whether `close` came after them."""
+        writes: list[Write] = []
+        item = self._queue.get()
+        while item is not None:
+            writes.append(item)
+            if len(writes) >= self.batch:
+                return writes, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return writes, False
+        return writes, True
 
 
-Submit = Callable[[Callable[[], None]], None]
+# a write adds its commands to the pipeline it is given (scripts: `script(..., client=pipe)`)
+Write = Callable[["redis.client.Pipeline"], None]
+Submit = Callable[[Write], None]
 
 
-def write_through(breaker: Breaker) -> Submit:
+def execute(client: redis.Redis, writes: Sequence[Write]) -> None:
+    """`writes` in one pipelined round trip. A write that fails to add its commands, or a
+    command the server refuses, is logged and skipped; the others still apply."""
+    pipe = client.pipeline(transaction=False)
+    for write in writes:
+        try:
+            write(pipe)
+        except Exception:
+            log.exception("a write to %s could not be queued", client)
+    for reply in pipe.execute(raise_on_error=False):
+        if isinstance(reply, redis.exceptions.ResponseError):
+            log.error("Redis refused a write: %s", reply)
+
+
+def write_through(breaker: Breaker, client: redis.Redis) -> Submit:
     """The synchronous counterpart of `WriteBehind.submit` (a write skipped while down)."""
-    return lambda write: breaker.call(write, lambda: None)
+    return lambda write: breaker.call(lambda: execute(client, [write]), lambda: None)

@@ -246,7 +246,9 @@ class RedisColumnStore:
         return idx
 
     def add_counts(self, idx: IntArray, counter: str,
-                   amount: float | npt.NDArray[np.float64] = 1.0) -> None:
+                   amount: float | npt.NDArray[np.float64] = 1.0,
+                   client: redis.Redis | redis.client.Pipeline | None = None) -> None:
+        """Increments in Redis (`client`: a pipeline to add them to; default: now)."""
         idx = np.asarray(idx, np.int64)
         if counter not in self.counters:
             raise KeyError(f"unknown counter {counter!r}")
@@ -255,8 +257,8 @@ class RedisColumnStore:
         for s in range(0, len(idx), CHUNK):
             part = idx[s:s + CHUNK].tolist()
             self._add(keys=[f"{self.ns}c:{i}" for i in part],
-                      args=[self.zero_counts, offset, *(repr(float(a))
-                                                        for a in amounts[s:s + CHUNK])])
+                      args=[self.zero_counts, offset, *map(repr, amounts[s:s + CHUNK].tolist())],
+                      client=client)
 
     def set_counts(self, counter: str, values: npt.NDArray[np.float64]) -> None:
         n = len(self)

@@ -59,7 +59,7 @@ class SharedFeatures:
                                             RedisItemStore(url, client))
         user_mirror, _ = Mirror.attach(RedisUserTable(url, bulk), users, breaker)
         profiles = RedisProfileStore(url, user_mirror, shown_memory, breaker, client)
-        writes = WriteBehind(breaker)
+        writes = WriteBehind(breaker, client)
         item_cf = RedisRealtimeItemCF(url, breaker, client=client)
         if seeded:
             item_cf.clear()  # left over from an earlier deployment: the replay rebuilds it

@@ -19,9 +19,9 @@ Static attributes (city, location) come from the users' feature center, as in me
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import redis
 
@@ -89,7 +89,7 @@ class RedisProfileStore:
         self._table = table
         self._shown_memory = shown_memory
         self.breaker = breaker
-        self.submit = submit or write_through(breaker)
+        self.submit = submit or write_through(breaker, self.r)
         self._click = self.r.register_script(_CLICK)
 
     @property
@@ -145,28 +145,23 @@ class RedisProfileStore:
         key = f"{self.ns}s:{user_id}"
         base = time.time() * 1e6  # microseconds: a later exposure always scores higher
 
-        def write() -> None:
-            pipe = self.r.pipeline(transaction=False)
+        def write(pipe: redis.client.Pipeline) -> None:
             pipe.zadd(key, {str(i): base + j for j, i in enumerate(idx.tolist())})
             pipe.zremrangebyrank(key, 0, -self._shown_memory - 1)
             pipe.expire(key, PROFILE_TTL_S)
             self._touch(pipe, user_id)
-            pipe.execute()
 
         self.submit(write)
 
     def count_exposures(self, user_id: str, tags: dict[str, IntArray]) -> None:
         key = f"{self.ns}h:{user_id}"
 
-        def write() -> None:
-            pipe = self.r.pipeline(transaction=False)
+        def write(pipe: redis.client.Pipeline) -> None:
             for name in TAG_FIELDS:
-                values, counts = np.unique(tags[name], return_counts=True)
-                for v, c in zip(values.tolist(), counts.tolist(), strict=True):
+                for v, c in Counter(tags[name].tolist()).items():
                     pipe.hincrby(key, f"st|{name}|{v}", c)
             pipe.hincrby(key, "n_shown", len(tags[TAG_FIELDS[0]]))
             pipe.expire(key, PROFILE_TTL_S)
-            pipe.execute()
 
         self.submit(write)
 
@@ -174,14 +169,13 @@ class RedisProfileStore:
         clicked = [f"{n}|{tags[n]}" for n in TAG_FIELDS if n in tags]
         interest = [x for n, v in tags.items() if v >= 0 for x in (n, f"{n}|{v}")]
 
-        def write() -> None:
+        def write(pipe: redis.client.Pipeline) -> None:
             self._click(keys=[f"{self.ns}c:{user_id}", f"{self.ns}h:{user_id}",
                               f"{self.ns}i:{user_id}"],
                         args=[idx, RECENT_CLICKS, INTEREST_DECAY, PROFILE_TTL_S,
-                              len(clicked), *clicked, len(interest) // 2, *interest])
-            pipe = self.r.pipeline(transaction=False)
+                              len(clicked), *clicked, len(interest) // 2, *interest],
+                        client=pipe)
             self._touch(pipe, user_id)
-            pipe.execute()
 
         self.submit(write)
 

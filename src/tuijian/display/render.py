@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from tuijian.config import DisplayStrategy
 from tuijian.data import vocab
@@ -50,25 +51,36 @@ def render_items(
     cols = store.gather(cands.idx, ("item_id", *fields))
     styles = item_styles(strategy, len(cands))
     template = strategy.creative.generated_template
+    shows_image = "image" in strategy.fields
+    # whole columns converted at once: per-cell numpy scalars cost more than the rest of display
+    values = [(f, display_values(f, cols[f])) for f in fields]
     out: list[dict[str, Any]] = []
-    for j in range(len(cands)):
-        item_id = int(cols["item_id"][j])
-        item: dict[str, Any] = {
-            "item_id": item_id,
-            "score": round(float(cands.score[j]), 6),
-            "style": styles[j],
-        }
-        if "image" in strategy.fields and styles[j] in IMAGE_STYLES:
+    for j, (item_id, score) in enumerate(zip(cols["item_id"].tolist(), cands.score.tolist(),
+                                             strict=True)):
+        item: dict[str, Any] = {"item_id": item_id, "score": round(score, 6),
+                                "style": styles[j]}
+        if shows_image and styles[j] in IMAGE_STYLES:
             chosen = creatives[j] if creatives is not None else None
             if chosen is not None:
                 item["image"] = {"creative": chosen}
             elif template is not None:
                 item["image"] = {"generated": f"/v1/items/{item_id}/creative.png"
                                               f"?template={template}"}
-        for f in fields:
-            item[f] = _value(f, cols[f][j])
+        for f, column in values:
+            item[f] = column[j]
         out.append(item)
     return out
+
+
+def display_values(name: str, column: npt.NDArray[Any]) -> list[Any]:
+    """A column as people see it (as `display_value`, for every row at once)."""
+    if column.dtype.kind == "f":
+        return [None if v != v else round(v, 2) for v in column.tolist()]
+    if column.dtype.kind in "iu":
+        codes = column.tolist()
+        names = _NAMES.get(name)
+        return codes if names is None else [names(c) if c >= 0 else None for c in codes]
+    return [_value(name, v) for v in column]
 
 
 def display_value(name: str, value: Any) -> Any:

@@ -102,7 +102,7 @@ class TrackingCodec:
             raise TrackingError("tracking_malformed", "tracking: malformed payload") from None
 
     def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_SIG_BYTES]
+        return hmac.digest(self._key, payload, hashlib.sha256)[:_SIG_BYTES]
 
 
 def _b64(raw: bytes) -> str:

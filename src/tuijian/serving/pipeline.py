@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # a ranked stage's answer: one score per candidate, the order, and the ranker's degradations
 Ranked = tuple[FloatArray, npt.NDArray[np.intp], list[str]]
+_SOURCES_BY_CODE = sorted(SOURCE_NAMES.items())
 
 
 @dataclass(slots=True)
@@ -499,11 +500,10 @@ class Pipeline:
         item_ids = tuple(it["item_id"] for it in items)
         list_param = dataclasses.replace(base, item_ids=item_ids)
         params = []
-        for p, it in enumerate(items):
-            it["source"] = SOURCE_NAMES[int(cands.source[p])]
-            mask = int(cands.sources[p])
-            it["sources"] = [name for code, name in sorted(SOURCE_NAMES.items())
-                             if mask >> code & 1]
+        for p, (it, code, mask) in enumerate(zip(items, cands.source.tolist(),
+                                                  cands.sources.tolist(), strict=True)):
+            it["source"] = SOURCE_NAMES[code]
+            it["sources"] = [name for code, name in _SOURCES_BY_CODE if mask >> code & 1]
             params.append(self.codec.encode(
                 base.for_item(it["item_id"], p, it["source"], mask, creatives[p])))
             it["tracking"] = params[-1]

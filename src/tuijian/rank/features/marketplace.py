@@ -146,7 +146,9 @@ def derive(raw: Raw) -> Raw:
 
 def snapshot(raw: Raw, rows: Sequence[int]) -> list[dict[str, float]]:
     """The logged inputs of some rows, as exposure events carry them."""
-    return [{name: float(raw[name][r]) for name in LOGGED} for r in rows]
+    at = np.asarray(rows, np.int64)
+    columns = [raw[name][at].astype(np.float64).tolist() for name in LOGGED]
+    return [dict(zip(LOGGED, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def _interest_share(tags: dict[int, float] | None, values: npt.NDArray[Any]) -> FloatArray:
