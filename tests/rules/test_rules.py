@@ -1,3 +1,4 @@
+import collections
 import itertools
 import time
 
@@ -134,6 +135,91 @@ def test_scatter_on_two_fields_at_once() -> None:
     keys = list(zip(cols["publisher_id"].tolist(), cols["line"].tolist(), strict=True))
     assert violations(keys, specs) == 0
     assert report.moved > 0 and sorted(out.idx.tolist()) == list(range(len(pubs)))
+
+
+def test_scatter_places_the_best_ranked_item_that_fits() -> None:
+    # A is blocked after A, so B (rank 2) goes up past the second A, which returns next
+    assert arrange(_keys([0, 0, 1, 2]), [ScatterSpec(k=1, window=2)], 4) == [0, 2, 1, 3]
+    # a window of 3 with k=2: the third A waits one place, C stays behind it
+    assert arrange(_keys([0, 0, 0, 1, 2]), [ScatterSpec(k=2, window=3)], 5) == [0, 1, 3, 2, 4]
+    # only the first n places are arranged; the rest keep their order
+    assert arrange(_keys([0, 0, 1, 0, 2]), [ScatterSpec(k=1, window=2)], 2) == [0, 2, 1, 3, 4]
+
+
+def test_scatter_takes_the_careful_pass_when_the_best_fit_paints_into_a_corner() -> None:
+    # best fit gives A B C A and then only an A is left; A B A C A breaks no window
+    assert arrange(_keys([0, 1, 2, 0, 0]), [ScatterSpec(k=1, window=2)], 5) == [0, 1, 3, 2, 4]
+    # with no arrangement possible the best-ranked item breaks the window
+    assert arrange(_keys([0, 0, 0]), [ScatterSpec(k=1, window=2)], 3) == [0, 1, 2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2)), min_size=1,
+                       max_size=30), n=st.integers(1, 30))
+def test_scatter_on_two_constraints_greedy_is_the_best_fit_at_every_place(
+        values: list[tuple[int, int]], n: int) -> None:
+    specs = [ScatterSpec(k=1, window=3), ScatterSpec(k=2, window=4)]
+    order = arrange(values, specs, n)
+    shown = [values[j] for j in order[:n]]
+    if violations(shown, specs):
+        return  # the careful pass or a broken window: not a plain best-fit list
+    left = list(range(len(values)))
+    for place, row in enumerate(order[: min(n, len(values))]):
+        before = shown[:place]
+        fits = [j for j in left if violations([*before, values[j]], specs) == 0]
+        # the careful pass may skip a fit to stay completable, never take a worse-ranked one
+        # when the best fit would also have completed: best fit or a later one
+        assert fits and row >= fits[0]
+        left.remove(row)
+
+
+def _brute_dedup(keys: list[int], bands: np.ndarray, covers: list[int | None],
+                 min_jaccard: float, max_distance: int) -> list[int]:
+    """Rows Dedup keeps, by checking every pair: a repeated content key goes first; of the
+    rest, a row goes when it is near an earlier row that stayed, by a shared band key (of a
+    band bucket of at most 8 of those rows) with enough equal MinHash slots, or by covers
+    within the distance."""
+    live = [j for j in range(len(keys)) if keys[j] not in keys[:j]]
+    buckets = collections.Counter((b, v) for j in live for b, v in enumerate(bands[j].tolist()))
+    slots = bands.view(np.uint16)
+
+    def near(i: int, j: int) -> bool:
+        shared = any(bands[i, b] == bands[j, b] and buckets[b, int(bands[i, b])] <= 8
+                     for b in range(bands.shape[1]))
+        if shared and (slots[i] == slots[j]).sum() >= min_jaccard * slots.shape[1] - 1e-9:
+            return True
+        ci, cj = covers[i], covers[j]
+        return ci is not None and cj is not None and (ci ^ cj).bit_count() <= max_distance
+
+    kept: list[int] = []
+    for j in live:
+        if not any(near(i, j) for i in kept):
+            kept.append(j)
+    return kept
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(1, 60))
+def test_dedup_drops_what_a_pairwise_check_drops(seed: int, size: int) -> None:
+    rng = np.random.default_rng(seed)
+    # few originals, copies with some bands or slots changed, so every bucket size appears
+    base = rng.integers(0, 1 << 62, (max(size // 4, 1), 16))
+    bands = base[rng.integers(0, len(base), size)]
+    changed = rng.random((size, 16)) < rng.random() * 0.6
+    bands[changed] = rng.integers(0, 3, int(changed.sum()))
+    keys = rng.integers(0, 2 * size, size).tolist()
+    photos = rng.integers(0, 1 << 62, max(size // 3, 1))[rng.integers(0, max(size // 3, 1), size)]
+    flips = np.left_shift(1, rng.integers(0, 62, (size, 2))).sum(axis=1) * (rng.random(size) < .5)
+    covers = [int(p ^ f) if has else None for p, f, has in
+              zip(photos.tolist(), flips.tolist(), (rng.random(size) < 0.8).tolist(), strict=True)]
+    store = _store(list(range(size)), [f"t{i}" for i in range(size)], content_key=keys,
+                   cover_hash=[c or 0 for c in covers],
+                   n_images=[int(c is not None) for c in covers],
+                   **{f"text_band_{b:02d}": bands[:, b].tolist() for b in range(16)})
+    spec = DedupSpec(text={"min_jaccard": 0.6}, image={"max_distance": 1})
+    out, report = Dedup(spec).apply(_cands(size), _ctx(store))
+    assert out.idx.tolist() == _brute_dedup(keys, bands, covers, 0.6, 1)
+    assert report.removed == size - len(out)
 
 
 def _business_store() -> ColumnarItemStore:
