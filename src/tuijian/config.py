@@ -66,9 +66,6 @@ class Settings(BaseModel):
     # the shared feature centers (items, users, profiles, counters): redis://HOST:PORT/DB?prefix=;
     # empty: in this process, from data_dir. The first process to find it empty seeds it.
     features_url: str = Field("", repr=False)
-    # with features_url: how old (s) the real-time counters a request ranks by may be; each
-    # replica reads a row's counters again at most this often, one round trip per request
-    counts_max_age_s: float = Field(5.0, ge=0)
     # where batch jobs run: empty or "duckdb" (embedded), "spark" (local[*]), "local[N]", or
     # spark://HOST:PORT (a cluster, whose executors see data_dir under the same path)
     batch_engine: str = ""

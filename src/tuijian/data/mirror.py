@@ -10,12 +10,11 @@ Redis:
   the writer included, applies the feed; indexes allocated beyond the copy are pulled too, so a
   writer that died between the upsert and its announcement loses no new row;
 - counters change with every event, written by whichever process folds it (the ingest worker,
-  the replica that served an exposure), so they are read from Redis for the rows a request asks
-  about when this replica's copy of them is older than `max_age_s` (5 s unless
-  TUIJIAN_COUNTS_MAX_AGE_S says otherwise: one pipelined round trip, the 150-item read
-  `tuijian bench features` measures; a second's freshness cost a round trip on nearly every
-  request for ranking features that barely move in five) and refreshed whole before the hot
-  lists are rebuilt;
+  the replica that served an exposure); the script that increments a counter also announces
+  its index on a second feed, and each sync re-reads just the announced rows' counters (one
+  MGET, off the request path), so a request reads counters locally, about a sync interval
+  old. Reading them per request instead cost a blocking round trip on nearly every request
+  (the candidates of a 1M catalog rarely repeat within seconds);
 - when Redis does not answer, the copy serves what it last saw (counters included): stale,
   never failing, and the breaker retries by itself, so service recovers when Redis returns.
 """
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -40,28 +38,26 @@ from tuijian.domain import IntArray
 
 log = logging.getLogger(__name__)
 FEED_MAXLEN = 1_000_000  # announcements kept; a replica further behind reloads every row
-COUNTS_MAX_AGE_S = 5.0  # the real-time counters a request reads are at most this old
+Position = tuple[str, int]  # a feed's newest entry id and how many entries it ever took
 
 
 class Mirror:
     """A `ColumnStore`-shaped local copy of `remote` (items: an `ItemFeatureCenter`)."""
 
     def __init__(self, remote: RedisColumnStore, local: ColumnStore, breaker: Breaker,
-                 position: tuple[str, int] = ("0-0", 0),
+                 positions: tuple[Position, Position] = (("0-0", 0), ("0-0", 0)),
                  live: RedisColumnStore | None = None, submit: Submit | None = None) -> None:
+        """`positions`: where the copy stands in the change feed and the counts feed."""
         self.remote, self.local, self.breaker = remote, local, breaker
         # how counter increments reach Redis (default: now; a WriteBehind: off the request path)
         self.submit = submit or write_through(breaker, (live or remote).r)
-        # how stale a counter may be when read, and when each row's were last read from Redis
-        self.max_age_s = COUNTS_MAX_AGE_S
-        self._read_at = np.zeros(len(local))
         # the request path's connection (short timeouts); `remote` carries bulk transfers
         self.live = live or remote
         self.feed = remote.ns + "feed"
+        self._changes = _Follower(self.feed, positions[0])
+        self._counts = _Follower(remote.counts_feed, positions[1])
         # told every index a sync changed (the service adds them to its recall index)
         self.on_change: Callable[[IntArray], None] | None = None
-        # the last announcement applied, and how many the feed had taken up to it
-        self._last, self._added = position
         self._sync_lock = threading.Lock()
 
     @classmethod
@@ -72,14 +68,16 @@ class Mirror:
         empty, else replace `local` by a copy of it. Returns the mirror and whether it seeded
         (the process that seeds also restores the derived state — counters, profiles — from
         its event log). Fails when Redis is down: a replica cannot start without its data."""
-        position = _feed_position(remote.r, remote.ns + "feed")
+        # read before the copy: whatever changes after it is announced after these positions
+        positions = (_feed_position(remote.r, remote.ns + "feed"),
+                     _feed_position(remote.r, remote.counts_feed))
         if len(remote) == 0 and len(local):
             idx = remote.upsert(local.to_table())
             if not np.array_equal(idx, np.arange(len(local))):
                 raise RuntimeError(f"{remote.ns}: seeded concurrently in another order; restart")
-            return cls(remote, local, breaker, position, live, submit), True
+            return cls(remote, local, breaker, positions, live, submit), True
         copy = type(local)(remote.rows(np.arange(len(remote))))
-        return cls(remote, copy, breaker, position, live, submit), False
+        return cls(remote, copy, breaker, positions, live, submit), False
 
     # -- reads: the local copy ----------------------------------------------------------------
 
@@ -105,28 +103,7 @@ class Mirror:
         return self.local.to_table()
 
     def gather(self, idx: IntArray, columns: Sequence[str]) -> dict[str, npt.NDArray[Any]]:
-        """Local columns; counters no older than `max_age_s`: rows read from Redis longer ago
-        than that are read again first (one round trip), so a hot item costs one read per
-        replica per interval however many requests rank it."""
-        if any(c in self.remote.counters for c in columns):
-            self._refresh_rows(np.asarray(idx, np.int64))
         return self.local.gather(idx, columns)
-
-    def _refresh_rows(self, idx: IntArray) -> None:
-        now = time.monotonic()
-        if self._read_at.shape[0] < len(self.local):
-            self._read_at = np.concatenate(
-                [self._read_at, np.zeros(len(self.local) - self._read_at.shape[0])])
-        stale = np.unique(idx[now - self._read_at[idx] > self.max_age_s])
-        if not len(stale):
-            return
-        counters = list(self.remote.counters)
-        fresh = self.breaker.call(lambda: self.live.gather(stale, counters), lambda: None)
-        if fresh is None:
-            return  # Redis is down: the last values read serve
-        for c in counters:
-            self.local.column(c)[stale] = fresh[c]
-        self._read_at[stale] = now
 
     # -- writes: Redis first, then the feed ---------------------------------------------------
 
@@ -156,9 +133,12 @@ class Mirror:
 
     def sync(self) -> IntArray:
         """Apply every change announced since the last sync and every row allocated beyond
-        the copy; returns the indexes that changed (empty while Redis is down)."""
+        the copy, then the counters announced since; returns the indexes whose rows changed
+        (empty while Redis is down)."""
         with self._sync_lock:
             idx = self.breaker.call(self._pull, lambda: np.empty(0, np.int64))
+            if self.remote.counters:
+                self.breaker.call(self._pull_counts, lambda: None)
             if len(idx) and self.on_change is not None:
                 self.on_change(idx)
             return idx
@@ -169,40 +149,32 @@ class Mirror:
         if not counters:
             return
 
-        def pull() -> None:
-            n = len(self.local)
-            for s in range(0, n, CHUNK):
-                part = np.arange(s, min(s + CHUNK, n))
-                got = self.remote.gather(part, counters)
-                for c in counters:
-                    self.local.column(c)[part] = got[c]
+        self.breaker.call(lambda: self._read_counts(np.arange(len(self.local))), lambda: None)
 
-        self.breaker.call(pull, lambda: None)
+    def _read_counts(self, idx: IntArray) -> None:
+        counters = list(self.remote.counters)
+        for s in range(0, len(idx), CHUNK):
+            part = idx[s:s + CHUNK]
+            got = self.remote.gather(part, counters)
+            for c in counters:
+                self.local.column(c)[part] = got[c]
+
+    def _pull_counts(self) -> None:
+        announced, whole = self._counts.read(self.remote.r)
+        if whole:
+            log.warning("%s: counters were rewritten, or their feed trimmed past this "
+                        "replica; re-reading every counter", self._counts.name)
+            self._read_counts(np.arange(len(self.local)))
+        elif announced:
+            idx = np.unique(np.concatenate(announced))
+            self._read_counts(idx[idx < len(self.local)])
 
     def _pull(self) -> IntArray:
-        # Trimming is detected by counting: the feed reports how many announcements it ever
-        # took (`entries-added`, read atomically with its newest id); fewer read than that
-        # means some were trimmed unread (Redis 7.0's XTRIM leaves no other trace).
-        newest, added = _feed_position(self.remote.r, self.feed)
-        changed: list[IntArray] = []
-        before = after = 0
-        while True:
-            reply: Any = self.remote.r.xread({self.feed: self._last}, count=CHUNK)
-            entries = reply[0][1] if reply else []
-            if not entries:
-                break
-            for entry_id, fields in entries:
-                changed.append(np.frombuffer(fields[b"idx"], "<i8").astype(np.int64))
-                self._last = entry_id.decode()
-                if _stream_id(self._last) <= _stream_id(newest):
-                    before += 1
-                else:
-                    after += 1
-        if added - self._added > before:
+        changed, trimmed = self._changes.read(self.remote.r)
+        if trimmed:
             log.warning("%s: the change feed was trimmed past this replica; reloading",
                         self.feed)
             changed.append(np.arange(len(self.local)))
-        self._added = added + after
         n = len(self.remote)
         changed.append(np.arange(len(self.local), n))
         idx = np.unique(np.concatenate(changed))
@@ -215,7 +187,46 @@ class Mirror:
         return idx
 
 
-def _feed_position(client: redis.Redis, feed: str) -> tuple[str, int]:
+class _Follower:
+    """One reader's place in a feed of announced indexes (a Redis Stream of packed int64s).
+
+    Trimming is detected by counting: the feed reports how many announcements it ever took
+    (`entries-added`, read atomically with its newest id); fewer read than that means some
+    were trimmed unread (Redis 7.0's XTRIM leaves no other trace)."""
+
+    def __init__(self, name: str, position: Position) -> None:
+        self.name = name
+        # the last announcement read, and how many the feed had taken up to it
+        self._last, self._added = position
+
+    def read(self, client: redis.Redis) -> tuple[list[IntArray], bool]:
+        """The indexes announced since the last read, and whether some announcements were
+        lost to trimming (or one said "all"): the reader must then re-read everything."""
+        newest, added = _feed_position(client, self.name)
+        announced: list[IntArray] = []
+        before = after = 0
+        everything = False
+        while True:
+            reply: Any = client.xread({self.name: self._last}, count=CHUNK)
+            entries = reply[0][1] if reply else []
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                if b"idx" in fields:
+                    announced.append(np.frombuffer(fields[b"idx"], "<i8").astype(np.int64))
+                else:
+                    everything = True
+                self._last = entry_id.decode()
+                if _stream_id(self._last) <= _stream_id(newest):
+                    before += 1
+                else:
+                    after += 1
+        trimmed = added - self._added > before
+        self._added = added + after
+        return announced, trimmed or everything
+
+
+def _feed_position(client: redis.Redis, feed: str) -> Position:
     """The feed's newest announcement id and how many it ever took ("0-0", 0: none yet)."""
     try:
         info: Any = client.xinfo_stream(feed)

@@ -8,6 +8,9 @@ ranked candidates is one pipelined round trip whatever the batch size:
     n             string the number of indexes allocated
     r:IDX         string the row's numeric features packed as one little-endian record
     c:IDX         string its real-time counters (float64s), incremented in place by a script
+    counts        stream the indexes whose counters changed, added by the same script (atomic
+                  with the increment), so replicas re-read only those, off the request path;
+                  an entry {"all": 1} after a whole counter column was rewritten
     o:IDX         hash   its object fields (title, tags, ...) as JSON
 
 The counters live apart from the record so an upsert never races an increment: both are
@@ -64,16 +67,21 @@ for i, key in ipairs(KEYS) do
 end
 return #KEYS
 """
-# ARGV: zeroed counters, the counter's byte offset, one amount per key (keys may repeat)
+# KEYS: the counts feed, then one counter record per amount (records may repeat)
+# ARGV: zeroed counters, the counter's byte offset, the feed's length, the indexes packed, amounts
 _ADD = """
 local off = tonumber(ARGV[2])
-for i, key in ipairs(KEYS) do
+for i = 2, #KEYS do
+  local key = KEYS[i]
   redis.call('SET', key, ARGV[1], 'NX')
-  local v = struct.unpack('<d', redis.call('GETRANGE', key, off, off + 7)) + tonumber(ARGV[2 + i])
+  local v = struct.unpack('<d', redis.call('GETRANGE', key, off, off + 7)) + tonumber(ARGV[3 + i])
   redis.call('SETRANGE', key, off, struct.pack('<d', v))
 end
-return #KEYS
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'idx', ARGV[4])
+return #KEYS - 1
 """
+# announcements of changed counters kept: a replica further behind re-reads every counter
+COUNTS_FEED_MAXLEN = 100_000
 
 
 class RedisColumnStore:
@@ -90,6 +98,7 @@ class RedisColumnStore:
         self.target = target
         self.r = client or target.connect()
         self.ns = f"{target.prefix}:{family}:"
+        self.counts_feed = self.ns + "counts"
         self.key = schema.key
         self.required = schema.required
         self.numeric: NumericSpec = schema.numeric
@@ -255,15 +264,18 @@ class RedisColumnStore:
         amounts = np.broadcast_to(np.asarray(amount, np.float64), idx.shape)
         offset = self.counts.fields[counter][1]  # type: ignore[index]
         for s in range(0, len(idx), CHUNK):
-            part = idx[s:s + CHUNK].tolist()
-            self._add(keys=[f"{self.ns}c:{i}" for i in part],
-                      args=[self.zero_counts, offset, *map(repr, amounts[s:s + CHUNK].tolist())],
+            part = idx[s:s + CHUNK]
+            self._add(keys=[self.counts_feed, *(f"{self.ns}c:{i}" for i in part.tolist())],
+                      args=[self.zero_counts, offset, COUNTS_FEED_MAXLEN,
+                            part.astype("<i8").tobytes(),
+                            *map(repr, amounts[s:s + CHUNK].tolist())],
                       client=client)
 
     def set_counts(self, counter: str, values: npt.NDArray[np.float64]) -> None:
         n = len(self)
         self._write_records(np.arange(n), self.counts, "c", {counter: values[:n]},
                             self.zero_counts)
+        self.r.xadd(self.counts_feed, {"all": 1}, maxlen=COUNTS_FEED_MAXLEN, approximate=True)
 
     def drop(self) -> int:
         """Delete every key of this store (tests, re-imports); returns how many."""

@@ -81,7 +81,7 @@ def open_stream(url: str, consumer: str | None = None) -> EventStream:
 def encode(event: Event, quarantine: tuple[str, str] | None = None) -> bytes:
     """An event as a stream message; `quarantine` = (code, reason) when the publisher already
     rejected it (the worker stores it in the quarantine, with its reason)."""
-    body: dict[str, Any] = {"event": dataclasses.asdict(event)}
+    body: dict[str, Any] = {"event": event}  # orjson writes dataclasses 20x faster than asdict
     if quarantine is not None:
         body["quarantine"] = list(quarantine)
     return orjson.dumps(body)

@@ -141,7 +141,6 @@ class Service:
         if settings.features_url:
             self.shared = SharedFeatures.open(settings.features_url, items, users, shown_memory,
                                               self._features_down)
-            self.shared.items.max_age_s = settings.counts_max_age_s
             self.store, self.profiles = self.shared.items, self.shared.profiles
         else:
             self.store, self.profiles = items, MemoryProfileStore(users, shown_memory)
