@@ -84,6 +84,22 @@ def test_a_changed_item_no_longer_matches_its_old_values(store: ColumnarItemStor
         assert i in _found(search, q), q
 
 
+@pytest.mark.parametrize("n", [1, 10, 200])
+def test_nearest_between_an_upsert_and_its_add_skips_items_that_lost_their_place(
+        store: ColumnarItemStore, n: int) -> None:
+    """Until `add` re-posts them, items whose coordinates the store just cleared are still
+    posted under their old cells: their distance is NaN, and the answer is the n nearest of
+    the items that are located now."""
+    search = RetrievalEngine.build(store)
+    point = (float(store.column("lat")[0]), float(store.column("lon")[0]))
+    q = Query(near=point, limit=n)
+    moved = search.search(q)[0][: n // 2 + 1].tolist()
+    store.upsert(pa.Table.from_pylist([_row(store, i, lat=None, lon=None) for i in moved]))
+    got = search.search(q)
+    assert_same(got, Brute(store).search(q), q)
+    assert len(got[0]) == n and not set(moved) & set(got[0].tolist())
+
+
 @pytest.mark.parametrize("compact_at", [50, 10**6])  # merge after every batch / never
 def test_many_upserts_and_range_merges_still_match_brute_force(
         store: ColumnarItemStore, monkeypatch: pytest.MonkeyPatch, compact_at: int) -> None:

@@ -216,6 +216,36 @@ async def test_sibling_sources_cpu_time_is_not_charged_to_each_other(
     assert rec.degraded == ["rank.model_missing"] and len(rec.items) == 10
 
 
+class _Waits(_Slow):
+    """Waits 5 ms on I/O (a remote lookup), then answers the city's list, or fails."""
+
+    name = "waits"
+    fails = False
+
+    async def recall(self, ctx: RecallContext, k: int) -> tuple[IntArray, FloatArray]:
+        await asyncio.sleep(0.005)
+        if self.fails:
+            raise ConnectionError("lookup service reset the connection")
+        return self.catalog.index.city_list(ctx.city)[:k], np.ones(min(k, 1000))
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_a_source_waiting_on_io_finishes_alongside_the_in_process_ones(
+        service: Service, monkeypatch: pytest.MonkeyPatch, fails: bool) -> None:
+    register_source("waits", _Waits, 53)
+    monkeypatch.setattr(_Waits, "fails", fails)
+    strategies = load_strategies()
+    strategies.recall["r_default"].sources[0].name = "waits"
+    pipeline = Pipeline(service.catalog, service.profiles, strategies, service.codec, None,
+                        service.metrics)
+    rec = await pipeline.recommend(_req(n=10))
+    assert len(rec.items) == 10 and "source.region" in rec.timings
+    if fails:
+        assert rec.degraded == ["recall.waits", "rank.model_missing"]
+    else:
+        assert rec.degraded == ["rank.model_missing"] and rec.timings["source.waits"] >= 0.005
+
+
 def test_an_item_upserted_during_a_rebuild_survives_the_swap(
         service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     from tuijian.recall import index as index_module

@@ -42,6 +42,10 @@ class RecallContext:
 
 
 class RecallSource(Protocol):
+    """`recall` is a coroutine. One that never waits (work in process, or a blocking client)
+    runs inline in the pipeline, timed alone and skipped when late; one that awaits I/O goes
+    on in a task, concurrently with the others, and is cancelled at its budget."""
+
     name: str
 
     async def recall(self, ctx: RecallContext, k: int) -> tuple[IntArray, FloatArray]: ...

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from tuijian.config import CandidateFilters
 from tuijian.data.items import ItemFeatureCenter
@@ -30,57 +31,58 @@ RRF_K = 60.0  # the constant of the original paper; damps the weight of the very
 def fuse(results: Sequence[SourceResult], ks: Sequence[int], size: int, mode: str) -> Candidates:
     if not results:
         return Candidates.empty()
-    if mode == "rrf":
-        return _rrf(results, ks, size)
-    if mode == "quota":
-        ordered = _quota_order(results, ks, size)
-    elif mode == "tiered":
-        ordered = list(results)
-    else:
+    if mode not in ("rrf", "quota", "tiered"):
         raise ValueError(f"fusion: unknown mode {mode!r}")
-    idx = np.concatenate([r[1] for r in ordered]).astype(np.int64)
-    score = np.concatenate([r[2] for r in ordered]).astype(np.float64)
-    src = np.concatenate([np.full(r[1].shape[0], r[0], np.int16) for r in ordered])
-    _, first = np.unique(idx, return_index=True)
-    keep = np.sort(first)[:size]
-    return Candidates(idx[keep], score[keep], src[keep], _found_by(results, idx[keep]))
+    pooled = _Pooled(results)
+    if mode == "rrf":
+        return _rrf(results, ks, size, pooled)
+    score = np.concatenate([r[2] for r in results]).astype(np.float64)
+    order = _quota_order(results, ks, size, pooled) if mode == "quota" else \
+        np.arange(pooled.every.shape[0])
+    _, first = np.unique(pooled.code[order], return_index=True)
+    keep = order[np.sort(first)[:size]]
+    return Candidates(pooled.every[keep], score[keep], pooled.source[keep],
+                      pooled.found_by[pooled.code[keep]])
 
 
-def _quota_order(results: Sequence[SourceResult], ks: Sequence[int], size: int
-                 ) -> list[SourceResult]:
-    """Each source's share filled from its own list, skipping what an earlier source already
-    placed (so overlap never costs a source its share); then the leftovers, in source order."""
+class _Pooled:
+    """Every source's items end to end, in source order, with each one's code among the
+    distinct items: one sort serves the fusion's dedup, its quotas and its source bits, and
+    codes index small arrays where item indexes would need one as long as the catalog."""
+
+    def __init__(self, results: Sequence[SourceResult]) -> None:
+        self.every = np.concatenate([r[1] for r in results]).astype(np.int64)
+        self.source = np.repeat(np.array([r[0] for r in results], np.int16),
+                                [r[1].shape[0] for r in results])
+        self.uniq, self.code = np.unique(self.every, return_inverse=True)
+        # a bit per source code for every source whose list holds each distinct item
+        self.found_by = np.zeros(self.uniq.shape[0], np.int64)
+        np.bitwise_or.at(self.found_by, self.code, np.int64(1) << self.source.astype(np.int64))
+
+
+def _quota_order(results: Sequence[SourceResult], ks: Sequence[int], size: int,
+                 pooled: _Pooled) -> IntArray:
+    """Positions in `pooled.every`: each source's share filled from its own list, skipping
+    what an earlier source already placed (so overlap never costs a source its share); then
+    the leftovers, in source order."""
     total = max(sum(ks), 1)
-    top = max((int(r[1].max()) for r in results if r[1].size), default=-1)
-    taken = np.zeros(top + 1, bool)  # a membership mask: O(k) per source, no sorting
-    heads: list[SourceResult] = []
-    tails: list[SourceResult] = []
-    for (code, ids, scores), k in zip(results, ks, strict=True):
+    taken = np.zeros(pooled.uniq.shape[0], bool)
+    heads: list[IntArray] = []
+    tails: list[IntArray] = []
+    start = 0
+    for (_, ids, _), k in zip(results, ks, strict=True):
         share = max(1, round(size * k / total))
-        pos = np.flatnonzero(~taken[ids])
-        head, tail = pos[:share], pos[share:]
-        heads.append((code, ids[head], scores[head]))
-        tails.append((code, ids[tail], scores[tail]))
-        taken[ids[head]] = True
-    return heads + tails
+        codes = pooled.code[start:start + ids.shape[0]]
+        pos = np.flatnonzero(~taken[codes])
+        heads.append(start + pos[:share])
+        tails.append(start + pos[share:])
+        taken[codes[pos[:share]]] = True
+        start += ids.shape[0]
+    return np.concatenate(heads + tails)
 
 
-def _found_by(results: Sequence[SourceResult], idx: IntArray) -> IntArray:
-    """A bit per source code for every source whose list holds each of `idx` (one sort of
-    all the sources' items, not a membership test per source)."""
-    if not results:
-        return np.zeros(idx.shape[0], np.int64)
-    every = np.concatenate([r[1] for r in results]).astype(np.int64)
-    bits = np.concatenate([np.full(r[1].shape[0], np.int64(1) << r[0], np.int64)
-                           for r in results])
-    uniq, inverse = np.unique(every, return_inverse=True)
-    mask = np.zeros(uniq.shape[0], np.int64)
-    np.bitwise_or.at(mask, inverse, bits)
-    pos = np.minimum(np.searchsorted(uniq, idx), max(uniq.shape[0] - 1, 0))
-    return np.where(uniq[pos] == idx, mask[pos], 0) if uniq.size else np.zeros_like(idx)
-
-
-def _rrf(results: Sequence[SourceResult], ks: Sequence[int], size: int) -> Candidates:
+def _rrf(results: Sequence[SourceResult], ks: Sequence[int], size: int,
+         pooled: _Pooled) -> Candidates:
     total = max(sum(ks), 1)
     idx = np.concatenate([r[1][:k] for r, k in zip(results, ks, strict=True)]).astype(np.int64)
     contrib = np.concatenate([
@@ -100,8 +102,8 @@ def _rrf(results: Sequence[SourceResult], ks: Sequence[int], size: int) -> Candi
     placed = np.empty(uniq.shape[0], np.int16)
     placed[inverse[first]] = src[first]
     order = np.argsort(-score, kind="stable")[:size]
-    return Candidates(uniq[order], score[order], placed[order],
-                      _found_by(results, uniq[order]))
+    found_by = pooled.found_by[np.searchsorted(pooled.uniq, uniq[order])]
+    return Candidates(uniq[order], score[order], placed[order], found_by)
 
 
 def exclude(cands: Candidates, *banned: IntArray) -> Candidates:
@@ -109,8 +111,17 @@ def exclude(cands: Candidates, *banned: IntArray) -> Candidates:
     ban = [b for b in banned if b.size]
     if not ban or not len(cands):
         return cands
-    keep = ~np.isin(cands.idx, np.concatenate(ban))
-    return cands.take(np.flatnonzero(keep))
+    keep = ~member(cands.idx, np.sort(np.concatenate(ban)))
+    return cands if keep.all() else cands.take(np.flatnonzero(keep))
+
+
+def member(ids: IntArray, sorted_ids: IntArray) -> npt.NDArray[np.bool_]:
+    """Which of `ids` are in `sorted_ids` (ascending): a binary search, several times faster
+    than `np.isin` on the few hundred ids recall handles."""
+    if sorted_ids.shape[0] == 0:
+        return np.zeros(ids.shape[0], bool)
+    at = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.shape[0] - 1)
+    return sorted_ids[at] == ids
 
 
 def keep_eligible(cands: Candidates, store: ItemFeatureCenter, f: CandidateFilters, city: int

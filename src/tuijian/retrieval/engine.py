@@ -189,12 +189,13 @@ class RetrievalEngine:
         self, point: tuple[float, float], n: int, pool: BitMap | None, checks: Mapping[str, Bounds]
     ) -> tuple[IntArray, FloatArray]:
         lat, lon = point
-        ids = None
+        found = None
         if pool is None or len(pool) > NEAR_SCAN:
-            ids = self._geo.nearest(lat, lon, n, pool, lambda c: self._check(checks, c))
-        if ids is None:
+            found = self._geo.nearest(lat, lon, n, pool, lambda c: self._check(checks, c))
+        if found is None:
             ids = self._check(checks, to_ids(self._indexed if pool is None else pool))
-        dist = self._geo.distances(ids, lat, lon)
+            found = ids, self._geo.distances(ids, lat, lon)
+        ids, dist = found
         located = np.isfinite(dist)
         ids, dist = ids[located], dist[located]
         best = top(dist, ids, n)

@@ -57,9 +57,11 @@ def grouped(codes: npt.NDArray[Any], rows: npt.NDArray[Any]) -> Iterator[tuple[i
 
 
 def intersect(sets: list[BitMap]) -> BitMap:
-    """AND of bitmaps, smallest first, so each step is bounded by the running result."""
+    """AND of bitmaps, smallest first, so each step is bounded by the running result. Of one
+    bitmap, that bitmap itself (a posting, often a city's 100k ids, not worth copying per
+    query): treat the result as read-only."""
     ordered = sorted(sets, key=len)
-    out = ordered[0].copy() if len(ordered) == 1 else ordered[0] & ordered[1]
+    out = ordered[0] if len(ordered) == 1 else ordered[0] & ordered[1]
     for other in ordered[2:]:
         if not out:
             break

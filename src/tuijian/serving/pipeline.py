@@ -12,10 +12,11 @@ import asyncio
 import dataclasses
 import logging
 import time
+import types
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +62,27 @@ log = logging.getLogger(__name__)
 # a ranked stage's answer: one score per candidate, the order, and the ranker's degradations
 Ranked = tuple[FloatArray, npt.NDArray[np.intp], list[str]]
 _SOURCES_BY_CODE = sorted(SOURCE_NAMES.items())
+# a recall source's answer: item indexes and their scores, best first
+SourceOut = tuple[IntArray, FloatArray]
+
+
+@types.coroutine
+def _resumed(coro: Coroutine[Any, Any, SourceOut], waits_on: Any
+             ) -> Generator[Any, Any, SourceOut]:
+    """The rest of a coroutine that was stepped by hand (see `Pipeline._run_source`) and is
+    waiting on `waits_on`: what the event loop sends or throws in (a wake-up, a cancellation)
+    goes on to it, as `await` would have passed it. Python 3.12's eager tasks do this; 3.11
+    has none."""
+    while True:
+        try:
+            try:
+                sent = yield waits_on
+            except BaseException as exc:
+                waits_on = coro.throw(exc)
+            else:
+                waits_on = coro.send(sent)
+        except StopIteration as done:
+            return cast(SourceOut, done.value)
 
 
 @dataclass(slots=True)
@@ -357,12 +379,13 @@ class Pipeline:
         never shows again; `shown` (the user's shown and clicked items) yields to the hot
         list when nothing else is left."""
         strat = self.strategies.recall[recall_id]
-        tasks = [
-            self._run_source(recall_id, i, spec.name, spec.k, spec.budget_ms / 1000.0, ctx,
-                             timings)
-            for i, spec in enumerate(strat.sources)
-        ]
-        outcomes = await asyncio.gather(*tasks)
+        runs = [self._run_source(recall_id, i, spec.name, spec.k, spec.budget_ms / 1000.0, ctx,
+                                 timings)
+                for i, spec in enumerate(strat.sources)]
+        waiting = [run for run in runs if isinstance(run, asyncio.Task)]
+        if waiting:  # the sources that wait on I/O, concurrently
+            await asyncio.gather(*waiting)
+        outcomes = [run.result() if isinstance(run, asyncio.Task) else run for run in runs]
         results = []
         ks = []
         for spec, out in zip(strat.sources, outcomes, strict=True):
@@ -388,29 +411,50 @@ class Pipeline:
             filtered = filtered.concat(extra.take(np.arange(min(len(extra), strat.size))))
         return filtered
 
-    async def _run_source(self, rid: str, i: int, name: str, k: int, budget: float,
-                          ctx: RecallContext, timings: dict[str, float]
-                          ) -> tuple[Any, Any] | None:
-        """One source under its budget. Its time is measured inside its own coroutine, so
-        sibling sources' CPU time (they share the event loop) is not charged to it; an I/O
-        source is cancelled at the budget, a CPU-bound one cannot be pre-empted and is
-        skipped when it finishes late."""
+    def _run_source(self, rid: str, i: int, name: str, k: int, budget: float,
+                    ctx: RecallContext, timings: dict[str, float]
+                    ) -> SourceOut | None | asyncio.Task[SourceOut | None]:
+        """One source under its budget: its answer, None when it failed or was late, or the
+        task that will tell.
+
+        The source runs here until it first waits on I/O. One that never does (a source
+        computing in process: most finish in microseconds) is then done, without the task and
+        timeout that cost more than it did and could not have pre-empted it anyway, and is
+        timed alone, since its siblings run before or after it; it is skipped if it finished
+        late. One that waits goes on in a task of its own, concurrently with the others, and
+        is cancelled at its budget (its siblings' CPU time while it waits counts, as it
+        delays its answer all the same)."""
         source = self.sources[(rid, i)]
-
-        async def timed() -> tuple[tuple[Any, Any], float]:
-            t0 = time.perf_counter()
-            result = await source.recall(ctx, k)
-            return result, time.perf_counter() - t0
-
+        t0 = time.perf_counter()
+        coro = source.recall(ctx, k)
         try:
-            out, elapsed = await asyncio.wait_for(timed(), budget)
+            waits_on = coro.send(None)
+        except StopIteration as done:
+            return self._source_done(name, budget, done.value, time.perf_counter() - t0,
+                                     timings)
+        except Exception:
+            self._source_failed(name)
+            return None
+        return asyncio.create_task(
+            self._source_io(name, budget, t0, _resumed(coro, waits_on), timings))
+
+    async def _source_io(self, name: str, budget: float, t0: float,
+                         rest: Awaitable[SourceOut], timings: dict[str, float]
+                         ) -> SourceOut | None:
+        """The rest of a source that waits on I/O, cancelled at its budget."""
+        try:
+            async with asyncio.timeout(budget - (time.perf_counter() - t0)):
+                out = await rest
         except TimeoutError:
             self.metrics.degradations.labels(f"recall.{name}", "timeout").inc()
             return None
         except Exception:
-            log.exception("recall source %s failed", name)
-            self.metrics.degradations.labels(f"recall.{name}", "error").inc()
+            self._source_failed(name)
             return None
+        return self._source_done(name, budget, out, time.perf_counter() - t0, timings)
+
+    def _source_done(self, name: str, budget: float, out: SourceOut, elapsed: float,
+                     timings: dict[str, float]) -> SourceOut | None:
         self.metrics.source_seconds.labels(name).observe(elapsed)
         timings[f"source.{name}"] = elapsed
         if elapsed > budget:
@@ -418,6 +462,11 @@ class Pipeline:
             return None
         self.metrics.source_hits.labels(name).inc(len(out[0]))
         return out
+
+    def _source_failed(self, name: str) -> None:
+        """Log the source's exception (call it while handling one) and count it."""
+        log.exception("recall source %s failed", name)
+        self.metrics.degradations.labels(f"recall.{name}", "error").inc()
 
     async def _rank(self, cands: Candidates, ctx: RecallContext, profile: UserProfile,
                     ids: StageIds, degraded: list[str], timings: dict[str, float]
