@@ -19,7 +19,7 @@ Static attributes (city, location) come from the users' feature center, as in me
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 import pyarrow as pa
@@ -121,9 +121,8 @@ class RedisProfileStore:
         pipe.hgetall(f"{self.ns}h:{u}")
         pipe.hgetall(f"{self.ns}i:{u}")
         shown, clicks, counts, interests = pipe.execute()
-        for i in shown:
-            prof.shown[int(i)] = None
-        prof.recent_clicks.extend(int(i) for i in clicks)
+        prof.shown = OrderedDict.fromkeys(map(int, shown))
+        prof.recent_clicks.extend(map(int, clicks))
         for field, value in counts.items():
             kind, _, rest = field.decode().partition("|")
             if not rest:

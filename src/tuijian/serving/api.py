@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -122,28 +123,26 @@ def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> 
     read = [Depends(require(service.settings, Scope.READ))]
     ingest = [Depends(require(service.settings, Scope.INGEST))]
     admin = [Depends(require(service.settings, Scope.ADMIN))]
-    # reads are open to read keys; the experiment router checks admin on its writes itself
-    app.include_router(experiments_router(service), dependencies=read)
-    app.include_router(analytics_router(service), dependencies=read)
-    app.include_router(alarms_router(service), dependencies=read)
-    app.include_router(strategies_router(service), dependencies=admin)
 
     @app.post("/v1/recommend", response_model=RecommendOut, tags=["recommend"],
               dependencies=read)
-    async def recommend(body: RecommendIn) -> RecommendOut:
+    async def recommend(body: RecommendIn) -> Response:
         rec = await service.pipeline.recommend(body.to_request(time.time()))
         ids = rec.stage_ids
-        return RecommendOut(
-            exposure_id=rec.exposure_id, tracking=rec.tracking, scene=rec.scene,
-            stage_ids={"recall": ids.recall, "rank": ids.rank, "rule": ids.rule,
-                       "display": ids.display},
-            items=rec.items, degraded=rec.degraded, next_page_token=rec.next_page_token,
-            relaxed=rec.notes.get("relaxed"), rules=rec.rules, display=rec.display,
-            experiments={t.layer if t.layer != "launch" else f"launch.{t.experiment}":
-                         {"experiment": t.experiment, "variant": t.variant}
-                         for t in ids.experiments},
-            params=ids.params,
-        )
+        # RecommendOut's fields, written by orjson: the answer is built here from typed parts,
+        # and validating it again as a model cost more than the rest of the framework
+        return Response(orjson.dumps({
+            "exposure_id": rec.exposure_id, "tracking": rec.tracking, "scene": rec.scene,
+            "stage_ids": {"recall": ids.recall, "rank": ids.rank, "rule": ids.rule,
+                          "display": ids.display},
+            "items": rec.items, "degraded": rec.degraded,
+            "next_page_token": rec.next_page_token, "relaxed": rec.notes.get("relaxed"),
+            "rules": rec.rules, "display": rec.display,
+            "experiments": {t.layer if t.layer != "launch" else f"launch.{t.experiment}":
+                            {"experiment": t.experiment, "variant": t.variant}
+                            for t in ids.experiments},
+            "params": ids.params,
+        }, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
     @app.post("/v1/events", response_model=EventsOut, tags=["events"], dependencies=ingest)
     async def events(body: EventsIn) -> EventsOut:
@@ -153,6 +152,13 @@ def create_app(service: Service, rebuild: bool = True, consume: bool = True) -> 
             EventResult(event_id=r.event_id, status=r.status.value, reason=r.reason)
             for r in results
         ])
+
+    # after the hot routes, which are matched first; reads are open to read keys, and the
+    # experiment router checks admin on its writes itself
+    app.include_router(experiments_router(service), dependencies=read)
+    app.include_router(analytics_router(service), dependencies=read)
+    app.include_router(alarms_router(service), dependencies=read)
+    app.include_router(strategies_router(service), dependencies=admin)
 
     @app.put("/v1/items", response_model=UpsertOut, tags=["catalog"], dependencies=admin)
     def put_items(body: ItemsIn) -> UpsertOut:

@@ -42,8 +42,10 @@ def allows(granted: Scope, needed: Scope) -> bool:
 def require(settings: Settings, needed: Scope) -> Callable[..., Scope | None]:
     """A FastAPI dependency that lets a request through only with a key for `needed`."""
 
-    def check(x_api_key: Annotated[str | None, Header(max_length=256)] = None
-              ) -> Scope | None:
+    # async although it never awaits: FastAPI runs a plain `def` dependency on its thread
+    # pool, a thread hand-off per request for a dictionary lookup
+    async def check(x_api_key: Annotated[str | None, Header(max_length=256)] = None
+                    ) -> Scope | None:
         if not x_api_key:
             if settings.dev_mode and needed is not Scope.ADMIN:
                 return None
