@@ -13,6 +13,10 @@ RUNS = [
     [sys.executable, "-m", "tuijian.cli", "bench", "serve", "--items", "1000000", "--users",
      "1000000", "--requests", "3000", "--json"],
     [sys.executable, str(HERE / "bench_ingest.py")],
+    # the load bench's request mix in process: what the pipeline costs without HTTP
+    [sys.executable, str(HERE / "bench_mix.py"), "--json"],
+    # the rules stage alone (dedup, scatter) on lists built from the 1M marketplace
+    [sys.executable, str(HERE / "bench_rules.py")],
     # HTTP load at 1, 2 … 32 connections (wrk), the service beside a bare FastAPI ceiling
     [sys.executable, str(HERE / "bench_load.py"), "--json"],
     [sys.executable, str(HERE / "bench_retrieval.py")],

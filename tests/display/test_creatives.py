@@ -3,6 +3,7 @@ draws from them, and the chooser only ever sees exposures and clicks."""
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import threading
@@ -295,3 +296,21 @@ def test_choose_is_fast_enough() -> None:
         times.append(time.perf_counter() - t0)
     # the target is ~100 µs on an idle core; the bound is loose for loaded CI machines
     assert float(np.median(times)) < 1e-3
+
+
+def test_statistics_stay_out_of_the_garbage_collectors_sight() -> None:
+    """Full collections walk every tracked object: a replica's per-creative counts must not
+    add any, or pauses grow with the share of the catalog shown."""
+    chooser = CreativeChooser(seed=3)
+    chooser.register_embedding(0, "0-0", np.ones(4))
+    gc.collect()
+    before = len(gc.get_objects())
+    for item in range(5000):
+        for j in range(3):
+            chooser.record_exposure(item, f"{item}-{j}", 0.5)
+        chooser.record_click(item, f"{item}-1")
+    chooser.choose(list(range(100)), [[f"{i}-{j}" for j in range(3)] for i in range(100)],
+                   base_ctr=np.full(100, 0.05))
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100  # 15,000 creatives, 5,000 items
+    assert chooser.stats(7)[0].creative == "7-1" and chooser.stats(7)[0].clicks == 1.0
