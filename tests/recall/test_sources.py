@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pyarrow as pa
 
@@ -81,6 +83,26 @@ async def test_related_and_search_respect_their_query(service: Service) -> None:
     got = store.gather(exact, ("line", "price", "city"))
     assert (got["line"] == 5).all() and (got["price"] <= 500).all() and (got["city"] == 1).all()
     assert sctx.notes["exact_matches"] == len(exact)
+
+
+async def test_related_answers_are_kept_for_cache_s(service: Service) -> None:
+    """A listing's related candidates are reused (read-only: no caller can change the kept
+    copy) until `cache_s` has passed; then a listing that appeared meanwhile is found."""
+    ctx = _ctx(-1)
+    ctx.anchor = 77
+    source = RelatedSource(service.catalog, {"cache_s": 0.3})
+    first, _ = await source.recall(ctx, 30)
+    assert not first.flags.writeable
+    twin = {k: v for k, v in service.store.record(77).items()
+            if k in ("line", "category", "city", "district", "price", "series", "rooms",
+                     "lat", "lon", "title", "refreshed_ts")}
+    service.upsert_items([{**twin, "item_id": 9_999_077, "title": "the same flat again"}])
+    new = service.store.position(9_999_077)
+    kept, _ = await source.recall(ctx, 30)
+    assert kept is first and new not in kept.tolist()
+    await asyncio.sleep(0.35)
+    fresh, _ = await source.recall(ctx, 30)
+    assert new in fresh.tolist()
 
 
 def test_index_add_makes_new_items_recallable(service: Service) -> None:
