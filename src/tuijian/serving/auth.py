@@ -8,7 +8,7 @@ key is refused everywhere, and admin actions always need the admin key.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Annotated
 
@@ -39,7 +39,7 @@ def allows(granted: Scope, needed: Scope) -> bool:
     return granted is Scope.ADMIN or granted is needed
 
 
-def require(settings: Settings, needed: Scope) -> Callable[..., Scope | None]:
+def require(settings: Settings, needed: Scope) -> Callable[..., Awaitable[Scope | None]]:
     """A FastAPI dependency that lets a request through only with a key for `needed`."""
 
     # async although it never awaits: FastAPI runs a plain `def` dependency on its thread
