@@ -24,6 +24,7 @@ import orjson
 import pyarrow as pa
 
 from tuijian.data.durable import fsync_dir
+from tuijian.data.seen_ids import HALVES_SQL, SeenIds, digest
 from tuijian.domain import Event
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,8 @@ class EventLog:
             if path.exists():
                 _repair_tail(path)
         self._db = duckdb.connect(":memory:")
-        ids = self._db.sql(f"SELECT event_id FROM {self.relation_sql()}").fetchnumpy()
-        self._ids: set[str] = set(ids["event_id"].tolist())
+        halves = self._db.sql(f"SELECT {HALVES_SQL} FROM {self.relation_sql()}").fetchnumpy()
+        self._ids = SeenIds(halves["hi"], halves["lo"])
         self._quarantined = self._count_lines(self._quarantine_path)
         self._deliveries: set[str] = set(self._db.sql(
             f"SELECT delivery FROM {self.quarantine_sql()} WHERE delivery IS NOT NULL"
@@ -158,22 +159,22 @@ class EventLog:
         """
         with self._lock:
             self._check_writable()
-            fresh: set[str] = set()
+            fresh: set[bytes] = set()
             rows: list[bytes] = []
             stored: list[Event] = []
             result: list[bool] = []
-            for ev in events:
-                eid = ev.event_id
-                if eid in self._ids or eid in fresh:
+            keys = [digest(ev.event_id) for ev in events]
+            for ev, key, known in zip(events, keys, self._ids.seen(keys), strict=True):
+                if known or key in fresh:
                     result.append(False)
                     continue
-                fresh.add(eid)
+                fresh.add(key)
                 rows.append(orjson.dumps(ev, option=_JSON_OPTS))
                 stored.append(ev)
                 result.append(True)
             if rows:
                 self._write(self._segment_fd(), b"".join(rows))
-                self._ids.update(fresh)
+                self._ids.add(fresh)
                 for listener in self.listeners:
                     try:
                         listener(stored)
