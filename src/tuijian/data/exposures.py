@@ -32,6 +32,10 @@ class ExposureWriter:
         self._completions: list[Callable[[], None]] = []
         self.failures = 0
         self._lock = threading.Lock()
+        # held through a whole flush: a flush that finds the buffer empty while the writer
+        # thread's batch is still being appended must wait for it, or "flushed" would not
+        # mean "in the log, listeners run" (a test caught it reading the log mid-append)
+        self._flushing = threading.Lock()
         self._wake = threading.Event()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="exposure-writer", daemon=True)
@@ -47,23 +51,24 @@ class ExposureWriter:
     def flush(self) -> None:
         """Append what is buffered. On failure the rows go back to the front of the buffer
         (to be retried), the failure is counted, and the error propagates."""
-        with self._lock:
-            batch, self._buf = self._buf, []
-            completions, self._completions = self._completions, []
-        for complete in completions:
-            try:
-                complete()
-            except Exception:  # the rows are logged without what it would have added
-                log.exception("completing exposure rows failed")
-        if not batch:
-            return
-        try:
-            self.log.append(batch)
-        except BaseException:
+        with self._flushing:
             with self._lock:
-                self._buf[:0] = batch
-                self.failures += 1
-            raise
+                batch, self._buf = self._buf, []
+                completions, self._completions = self._completions, []
+            for complete in completions:
+                try:
+                    complete()
+                except Exception:  # the rows are logged without what it would have added
+                    log.exception("completing exposure rows failed")
+            if not batch:
+                return
+            try:
+                self.log.append(batch)
+            except BaseException:
+                with self._lock:
+                    self._buf[:0] = batch
+                    self.failures += 1
+                raise
 
     def pending(self) -> int:
         return len(self._buf)
