@@ -7,7 +7,6 @@ import gc
 import json
 import math
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -279,23 +278,6 @@ def test_items_with_zero_or_one_creative() -> None:
     assert mixed[0] is None and mixed[-1] == "solo" and mixed[1:-1] == plain
     with pytest.raises(ValueError):
         chooser.choose([1], [["a"], ["b"]])
-
-
-def test_choose_is_fast_enough() -> None:
-    chooser = CreativeChooser(seed=0)
-    ids, names = list(range(20)), [_names(3)] * 20
-    for i in ids:
-        for c in names[i]:
-            chooser.record_exposure(i, c)
-    for _ in range(200):
-        chooser.choose(ids, names)
-    times = []
-    for _ in range(2000):
-        t0 = time.perf_counter()
-        chooser.choose(ids, names)
-        times.append(time.perf_counter() - t0)
-    # the target is ~100 µs on an idle core; the bound is loose for loaded CI machines
-    assert float(np.median(times)) < 1e-3
 
 
 def test_statistics_stay_out_of_the_garbage_collectors_sight() -> None:
